@@ -1,0 +1,192 @@
+"""The `kie-slack` command: serve (the default), send, check."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, configure_logging
+from bot.kie.products import PRODUCTS
+from bot.kie.signature import signed_headers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(os.environ)
+    except ConfigError as exc:
+        if args.command == "check":
+            print(f"✗ {exc}")
+        print(f"kie-slack: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "send":
+        return send(settings, args.product, Path(args.file), args.url)
+    if args.command == "check":
+        return check(settings, os.environ)
+    return serve(settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kie-slack",
+        description="Slack app and HTTP server behind kie.ai video-generation callbacks.",
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the server until SIGINT/SIGTERM (the default)")
+    send_parser = commands.add_parser(
+        "send", help="POST a callback body from FILE to a running bot"
+    )
+    send_parser.add_argument(
+        "product",
+        choices=sorted(PRODUCTS),
+        metavar="PRODUCT",
+        help=f"one of: {', '.join(PRODUCTS)}",
+    )
+    send_parser.add_argument("file", metavar="FILE", help="a JSON callback body")
+    send_parser.add_argument("--url", help="the bot's base URL (default http://127.0.0.1:$PORT)")
+    commands.add_parser("check", help="validate the configuration and explain it")
+    return parser
+
+
+def serve(settings: Settings) -> int:
+    """Run the server until SIGINT/SIGTERM; resources close in reverse order on the way out."""
+    from aiohttp import web
+
+    from bot.server import create_app
+    from storage.database import StoreUnavailable
+
+    configure_logging(settings.log_level)
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            print=lambda _: print(
+                f"kie-slack listening on http://{settings.host}:{settings.port}", flush=True
+            ),
+            shutdown_timeout=15,
+        )
+    except StoreUnavailable as exc:
+        print(f"kie-slack: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(
+            f"kie-slack: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
+def send(settings: Settings, slug: str, file: Path, base_url: str | None) -> int:
+    """POST FILE as a `slug` callback, signed when a key is set; print the answer."""
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        print(f"kie-slack send: cannot read {file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    headers = {"Content-Type": "application/json"}
+    if settings.kie_webhook_hmac_key is not None:
+        try:
+            task_id = PRODUCTS[slug].callback_task_id(json.loads(body))
+        except ValueError:
+            task_id = ""
+        headers |= signed_headers(settings.kie_webhook_hmac_key, task_id, int(time.time()))
+    base = (base_url or f"http://127.0.0.1:{settings.port}").rstrip("/")
+    request = urllib.request.Request(
+        f"{base}/callbacks/{slug}", data=body, headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            print(response.read().decode("utf-8", "replace"))
+            return 0
+    except urllib.error.HTTPError as exc:
+        print(exc.read().decode("utf-8", "replace"))
+        print(f"kie-slack send: HTTP {exc.code}", file=sys.stderr)
+        return 1
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"kie-slack send: cannot reach {base}: {reason}", file=sys.stderr)
+        return 1
+
+
+def check(settings: Settings, env: Mapping[str, str]) -> int:
+    """Explain the configuration line by line; non-zero when the bot could not run."""
+    lines, usable = _explain(settings, env)
+    if usable:
+        usable = asyncio.run(_database_usable(settings, lines))
+    for line in lines:
+        print(line)
+    print("configuration is usable" if usable else "configuration is NOT usable")
+    return 0 if usable else 1
+
+
+def _explain(settings: Settings, env: Mapping[str, str]) -> tuple[list[str], bool]:
+    def given(name: str) -> bool:
+        return bool(env.get(name, "").strip())
+
+    ok, info, warn = "✓", "·", "!"
+    lines = [
+        f"{ok} listening on {settings.host}:{settings.port}"
+        + ("" if given("PORT") or given("HOST") else " (defaults)"),
+        f"{ok} PUBLIC_URL {settings.public_url}: callback URLs are built on it",
+    ]
+    if settings.slack_bot_token:
+        lines.append(
+            f"{ok} SLACK_BOT_TOKEN is set: messages go to Slack at {settings.slack_api_url}"
+        )
+    else:
+        lines.append(f"{info} SLACK_BOT_TOKEN is not set: console mode, messages are printed")
+    if settings.slack_signing_secret:
+        lines.append(f"{ok} SLACK_SIGNING_SECRET is set: /slack/events verifies Slack's requests")
+    else:
+        lines.append(f"{warn} SLACK_SIGNING_SECRET is not set: /slack/events answers 503, no /kie")
+    if given("SLACK_CLIENT_ID") and given("SLACK_CLIENT_SECRET"):
+        lines.append(
+            f"{warn} SLACK_CLIENT_ID/SECRET are set: unset them, this is a single-workspace app"
+        )
+    if settings.kie_api_key:
+        lines.append(f"{ok} KIE_API_KEY is set: polling, /kie status|poll|credits work")
+    else:
+        lines.append(f"{warn} KIE_API_KEY is not set: no polling; /kie poll and credits say so")
+    if settings.kie_webhook_hmac_key:
+        lines.append(
+            f"{ok} KIE_WEBHOOK_HMAC_KEY is set: callbacks must be signed "
+            f"(±{settings.kie_signature_tolerance} s)"
+        )
+    else:
+        lines.append(f"{warn} KIE_WEBHOOK_HMAC_KEY is not set: unsigned callbacks are accepted")
+    if settings.kie_default_channel:
+        lines.append(
+            f"{ok} KIE_DEFAULT_CHANNEL={settings.kie_default_channel}: unrouted callbacks go there"
+        )
+    elif settings.console_mode:
+        lines.append(f"{info} KIE_DEFAULT_CHANNEL is not set: unrouted callbacks print as #console")
+    else:
+        lines.append(
+            f"{warn} KIE_DEFAULT_CHANNEL is not set: unrouted callbacks are stored, not posted"
+        )
+    lines.append(f"{ok} POLL_INTERVAL={settings.poll_interval} s, LOG_LEVEL={settings.log_level}")
+    return lines, True
+
+
+async def _database_usable(settings: Settings, lines: list[str]) -> bool:
+    from storage.database import Database, StoreUnavailable
+
+    try:
+        database = await Database.open(settings.database_path)
+    except (StoreUnavailable, OSError, Exception) as exc:  # any failure means unusable
+        lines.append(f"✗ database {settings.database_path}: {exc}")
+        return False
+    await database.close()
+    lines.append(f"✓ database {settings.database_path.resolve()} opens and is migrated")
+    return True

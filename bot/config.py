@@ -1,0 +1,129 @@
+"""Settings: the environment, read once into one typed object."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+
+class ConfigError(ValueError):
+    """A present but malformed variable; the message names it."""
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting of kie-slack; see the README's configuration table."""
+
+    host: str = "0.0.0.0"
+    port: int = 3000
+    database_path: Path = Path("kie-slack.db")
+    slack_bot_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    kie_api_key: str | None = None
+    kie_api_url: str = "https://api.kie.ai"
+    kie_webhook_hmac_key: str | None = None
+    kie_signature_tolerance: int = 300
+    kie_default_channel: str | None = None
+    public_url: str = "http://localhost:3000"
+    poll_interval: int = 30
+    log_level: str = "INFO"
+
+    @property
+    def console_mode(self) -> bool:
+        """True when Slack posts are printed to stdout instead of sent."""
+        return self.slack_bot_token is None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read the settings; raise `ConfigError` naming the first malformed variable."""
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        port = _integer(get("PORT"), "PORT", 3000, low=0, high=65535)
+        return cls(
+            host=get("HOST") or "0.0.0.0",
+            port=port,
+            database_path=_database_path(get("DATABASE_URL")),
+            slack_bot_token=get("SLACK_BOT_TOKEN"),
+            slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+            slack_api_url=_url(get("SLACK_API_URL"), "SLACK_API_URL", "https://slack.com/api/"),
+            kie_api_key=get("KIE_API_KEY"),
+            kie_api_url=_url(get("KIE_API_URL"), "KIE_API_URL", "https://api.kie.ai").rstrip("/"),
+            kie_webhook_hmac_key=get("KIE_WEBHOOK_HMAC_KEY"),
+            kie_signature_tolerance=_integer(
+                get("KIE_SIGNATURE_TOLERANCE"), "KIE_SIGNATURE_TOLERANCE", 300, low=1
+            ),
+            kie_default_channel=_channel(get("KIE_DEFAULT_CHANNEL")),
+            public_url=_url(get("PUBLIC_URL"), "PUBLIC_URL", f"http://localhost:{port}").rstrip(
+                "/"
+            ),
+            poll_interval=_integer(get("POLL_INTERVAL"), "POLL_INTERVAL", 30, low=1, high=86400),
+            log_level=_log_level(get("LOG_LEVEL")),
+        )
+
+
+def _integer(value: str | None, name: str, default: int, *, low: int, high: int = 10**9) -> int:
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a whole number") from None
+    if not low <= number <= high:
+        raise ConfigError(f"{name}={number} is out of range ({low}..{high})")
+    return number
+
+
+def _url(value: str | None, name: str, default: str) -> str:
+    if value is None:
+        return default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigError(f"{name}={value!r} is not an http(s) URL with a host")
+    return value
+
+
+def _database_path(value: str | None) -> Path:
+    if value is None:
+        return Path("kie-slack.db")
+    prefix = "sqlite:///"
+    if not value.startswith(prefix) or len(value) == len(prefix):
+        raise ConfigError(
+            f"DATABASE_URL={value!r} is not sqlite:///PATH (sqlite:////abs/path for an absolute one)"
+        )
+    return Path(value[len(prefix) :])
+
+
+def _channel(value: str | None) -> str | None:
+    if value is None:
+        return None
+    channel = value.lstrip("#")
+    if not channel or any(c.isspace() for c in channel) or len(channel) > 80:
+        raise ConfigError(f"KIE_DEFAULT_CHANNEL={value!r} is not a Slack channel ID like C0123456")
+    return channel
+
+
+def _log_level(value: str | None) -> str:
+    if value is None:
+        return "INFO"
+    level = value.upper()
+    if level not in _LOG_LEVELS:
+        raise ConfigError(f"LOG_LEVEL={value!r} is not one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
+def configure_logging(level: str) -> None:
+    """One line per record on stderr."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )

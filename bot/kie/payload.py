@@ -1,0 +1,92 @@
+"""Lenient readers for the loosely typed fields of kie.ai payloads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+def as_mapping(value: Any) -> Mapping[str, Any]:
+    """`value` if it is a JSON object, else an empty mapping (`data: null` and the like)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def text(value: Any) -> str:
+    """A stripped string for a string or a number; empty for anything else."""
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, int | float):
+        return str(value)
+    return ""
+
+
+def first_text(data: Mapping[str, Any], *keys: str) -> str:
+    """The first non-empty `text` among `data[key]` for `keys`."""
+    for key in keys:
+        found = text(data.get(key))
+        if found:
+            return found
+    return ""
+
+
+def code_of(value: Any) -> int | None:
+    """An integer status code from an int or a numeric string; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def message_of(body: Mapping[str, Any]) -> str:
+    """The envelope's message: `msg`, else `message` (the key is not stable across pages)."""
+    return first_text(body, "msg", "message")
+
+
+def url_list(value: Any) -> tuple[str, ...]:
+    """URLs from a list, a JSON-encoded list, an unquoted bracketed list, or one bare URL.
+
+    Empty strings, nulls and non-strings are dropped; order is kept, repeats removed.
+    """
+    items: list[Any]
+    if isinstance(value, list | tuple):
+        items = list(value)
+    elif isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            try:
+                decoded = json.loads(stripped)
+            except ValueError:
+                decoded = None
+            if isinstance(decoded, list):
+                items = decoded
+            else:
+                items = [part.strip().strip("\"'") for part in stripped[1:-1].split(",")]
+        else:
+            items = [stripped]
+    else:
+        items = []
+    urls: list[str] = []
+    for item in items:
+        url = item.strip() if isinstance(item, str) else ""
+        if url and url not in urls:
+            urls.append(url)
+    return tuple(urls)
+
+
+def prompt_of(value: Any) -> str | None:
+    """The `prompt` inside a `promptJson`/`paramJson` given as a JSON string or an object."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    prompt = text(as_mapping(value).get("prompt"))
+    return prompt or None

@@ -1,0 +1,297 @@
+"""The product registry: one entry per kie.ai product.
+
+An entry says how to find the task id in a callback, how to read the callback and the poll answer
+into one `TaskUpdate`, which endpoint polls the task, and what to call the product in Slack.
+Adding a product is one entry here and its tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.kie.payload import as_mapping, code_of, first_text, message_of, prompt_of, text, url_list
+from bot.kie.update import State, TaskUpdate
+
+#: kie.ai keeps generated media this long after the result.
+RESULT_RETENTION_DAYS = 14
+
+
+class PayloadError(ValueError):
+    """A body that cannot be read as this product's callback or poll answer."""
+
+
+Reader = Callable[[str, Mapping[str, Any], Mapping[str, Any]], TaskUpdate]
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    """One kie.ai product.
+
+    `family` groups products that share task ids and a poll endpoint (a Veo task and its 4K
+    upgrade are one task). `task_id_fields` are the keys under `data` that hold the task id, in the
+    order they are tried, in callbacks and in poll answers alike.
+    """
+
+    slug: str
+    label: str
+    family: str
+    task_id_fields: tuple[str, ...]
+    poll_path: str
+    read_callback: Reader
+    read_poll: Reader
+
+    def callback_task_id(self, body: Any) -> str:
+        """The task id a callback body names, or "" when it names none."""
+        return first_text(as_mapping(as_mapping(body).get("data")), *self.task_id_fields)
+
+    def parse_callback(self, body: Any) -> TaskUpdate:
+        """Read a callback body; raise `PayloadError` when it is no callback of this product."""
+        if not isinstance(body, Mapping):
+            raise PayloadError("the body is not a JSON object")
+        data = as_mapping(body.get("data"))
+        task_id = first_text(data, *self.task_id_fields)
+        if not task_id:
+            fields = " or ".join(f"data.{name}" for name in self.task_id_fields)
+            raise PayloadError(f"no task id: expected a non-empty {fields}")
+        return self.read_callback(task_id, body, data)
+
+    def parse_poll(self, body: Any, task_id: str) -> TaskUpdate:
+        """Read a successful poll answer (envelope `code` 200) for `task_id`."""
+        if not isinstance(body, Mapping):
+            raise PayloadError("the answer is not a JSON object")
+        data = body.get("data")
+        if not isinstance(data, Mapping):
+            raise PayloadError("the answer has no task record")
+        return self.read_poll(first_text(data, *self.task_id_fields) or task_id, body, data)
+
+
+def _callback_update(
+    product: str,
+    task_id: str,
+    body: Mapping[str, Any],
+    videos: Any,
+    images: Any = None,
+    prompt: Any = None,
+) -> TaskUpdate:
+    """The common rule of every callback: `code` 200 is success, anything else a failure."""
+    code = code_of(body.get("code"))
+    succeeded = code == 200
+    return TaskUpdate(
+        product=product,
+        task_id=task_id,
+        state=State.SUCCEEDED if succeeded else State.FAILED,
+        video_urls=url_list(videos) if succeeded else (),
+        image_urls=url_list(images) if succeeded else (),
+        code=code,
+        message=message_of(body),
+        prompt=prompt_of(prompt),
+        source="callback",
+        raw=body,
+    )
+
+
+def _poll_update(
+    product: str,
+    task_id: str,
+    body: Mapping[str, Any],
+    state: State,
+    *,
+    videos: Any = None,
+    images: Any = None,
+    code: Any = None,
+    message: Any = None,
+    prompt: Any = None,
+) -> TaskUpdate:
+    return TaskUpdate(
+        product=product,
+        task_id=task_id,
+        state=state,
+        video_urls=url_list(videos) if state is State.SUCCEEDED else (),
+        image_urls=url_list(images) if state is State.SUCCEEDED else (),
+        code=200 if state is State.SUCCEEDED else code_of(code),
+        message=text(message),
+        prompt=prompt if isinstance(prompt, str) and prompt else None,
+        source="poll",
+        raw=body,
+    )
+
+
+# --- Veo 3.1 and its 4K upgrade -------------------------------------------------------------
+
+
+def _veo_callback(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -> TaskUpdate:
+    info = as_mapping(data.get("info"))
+    return _callback_update(
+        "veo", task_id, body, info.get("resultUrls"), info.get("imageUrls"), data.get("promptJson")
+    )
+
+
+def _veo_4k_callback(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -> TaskUpdate:
+    info = as_mapping(data.get("info"))
+    videos = info.get("resultUrls") or data.get("result_urls") or data.get("resultUrls")
+    images = info.get("imageUrls") or data.get("image_urls") or data.get("imageUrls")
+    return _callback_update("veo-4k", task_id, body, videos, images)
+
+
+_NUMERIC_FLAGS = {0: State.RUNNING, 1: State.SUCCEEDED, 2: State.FAILED, 3: State.FAILED}
+
+
+def _flag_reader(product: str, flags: Mapping[int, State]) -> Reader:
+    """A poll reader for the record-info endpoints with a numeric `successFlag`."""
+
+    def read(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -> TaskUpdate:
+        flag = code_of(data.get("successFlag"))
+        state = flags.get(flag, State.RUNNING) if flag is not None else State.RUNNING
+        response = as_mapping(data.get("response"))
+        return _poll_update(
+            product,
+            task_id,
+            body,
+            state,
+            videos=response.get("resultUrls"),
+            images=response.get("imageUrls"),
+            code=data.get("errorCode"),
+            message=data.get("errorMessage"),
+            prompt=prompt_of(data.get("paramJson")),
+        )
+
+    return read
+
+
+# --- Runway ---------------------------------------------------------------------------------
+
+
+def _runway_callback(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -> TaskUpdate:
+    return _callback_update("runway", task_id, body, data.get("video_url"), data.get("image_url"))
+
+
+_RUNWAY_STATES = {
+    "wait": State.RUNNING,
+    "queueing": State.RUNNING,
+    "generating": State.RUNNING,
+    "success": State.SUCCEEDED,
+    "fail": State.FAILED,
+}
+
+
+def _runway_poll(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -> TaskUpdate:
+    state = _RUNWAY_STATES.get(text(data.get("state")).lower(), State.RUNNING)
+    video = as_mapping(data.get("videoInfo"))
+    return _poll_update(
+        "runway",
+        task_id,
+        body,
+        state,
+        videos=video.get("videoUrl"),
+        images=video.get("imageUrl"),
+        code=data.get("failCode"),
+        message=data.get("failMsg"),
+        prompt=text(as_mapping(data.get("generateParam")).get("prompt")),
+    )
+
+
+# --- Luma modify ----------------------------------------------------------------------------
+
+
+def _luma_callback(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -> TaskUpdate:
+    return _callback_update(
+        "luma", task_id, body, data.get("resultUrls"), None, data.get("promptJson")
+    )
+
+
+# --- Suno music video -----------------------------------------------------------------------
+
+
+def _suno_callback(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -> TaskUpdate:
+    return _callback_update("suno-mp4", task_id, body, data.get("video_url"))
+
+
+_SUNO_FLAGS = {
+    "PENDING": State.RUNNING,
+    "SUCCESS": State.SUCCEEDED,
+    "CALLBACK_EXCEPTION": State.SUCCEEDED,  # generated; only the callback failed
+    "CREATE_TASK_FAILED": State.FAILED,
+    "GENERATE_MP4_FAILED": State.FAILED,
+}
+
+
+def _suno_poll(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -> TaskUpdate:
+    state = _SUNO_FLAGS.get(text(data.get("successFlag")).upper(), State.RUNNING)
+    video = as_mapping(data.get("response")).get("videoUrl")
+    if state is State.SUCCEEDED and not url_list(video):
+        state = State.RUNNING  # a success without its video is not done for the user yet
+    return _poll_update(
+        "suno-mp4",
+        task_id,
+        body,
+        state,
+        videos=video,
+        code=data.get("errorCode"),
+        message=data.get("errorMessage"),
+    )
+
+
+_VEO_RECORD = "/api/v1/veo/record-info"
+
+PRODUCTS: dict[str, Product] = {
+    product.slug: product
+    for product in (
+        Product(
+            slug="veo",
+            label="Veo 3.1",
+            family="veo",
+            task_id_fields=("taskId",),
+            poll_path=_VEO_RECORD,
+            read_callback=_veo_callback,
+            read_poll=_flag_reader("veo", _NUMERIC_FLAGS),
+        ),
+        Product(
+            slug="veo-4k",
+            label="Veo 3.1 4K",
+            family="veo",
+            task_id_fields=("taskId", "task_id"),
+            poll_path=_VEO_RECORD,
+            read_callback=_veo_4k_callback,
+            read_poll=_flag_reader("veo-4k", _NUMERIC_FLAGS),
+        ),
+        Product(
+            slug="runway",
+            label="Runway",
+            family="runway",
+            task_id_fields=("task_id", "taskId", "id"),
+            poll_path="/api/v1/runway/record-detail",
+            read_callback=_runway_callback,
+            read_poll=_runway_poll,
+        ),
+        Product(
+            slug="luma",
+            label="Luma Modify",
+            family="luma",
+            task_id_fields=("taskId",),
+            poll_path="/api/v1/modify/record-info",
+            read_callback=_luma_callback,
+            read_poll=_flag_reader("luma", {**_NUMERIC_FLAGS, 4: State.SUCCEEDED}),
+        ),
+        Product(
+            slug="suno-mp4",
+            label="Suno music video",
+            family="suno-mp4",
+            task_id_fields=("task_id", "taskId"),
+            poll_path="/api/v1/mp4/record-info",
+            read_callback=_suno_callback,
+            read_poll=_suno_poll,
+        ),
+    )
+}
+
+#: One product per poll endpoint, for looking up a task whose product is not known.
+POLL_PRODUCTS: tuple[Product, ...] = tuple(
+    {product.family: product for product in reversed(PRODUCTS.values())}.values()
+)[::-1]
+
+
+def product_names() -> str:
+    """The product slugs, for messages that list them."""
+    return ", ".join(PRODUCTS)

@@ -1,0 +1,140 @@
+"""The aiohttp application: routes, and each resource started in order and closed in reverse."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TextIO
+
+import aiohttp
+from aiohttp import web
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.metrics import Metrics
+from bot.slack.delivery import ChannelPacer, Delivery
+from bot.slack.gateway import ConsoleGateway, SlackGateway, WebApiGateway
+from handlers.callbacks import CallbackIntake
+from handlers.ops import Ops
+from handlers.slack_events import SlackEvents
+from storage.database import Database
+from storage.outbox import Outbox
+from storage.routes import RouteStore
+from storage.tasks import TaskStore
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", Metrics)
+DATABASE = web.AppKey("database", Database)
+TASKS = web.AppKey("tasks", TaskStore)
+OUTBOX = web.AppKey("outbox", Outbox)
+ROUTES = web.AppKey("routes", RouteStore)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+DELIVERY = web.AppKey("delivery", Delivery)
+
+#: Where callbacks go in console mode when no KIE_DEFAULT_CHANNEL is set.
+CONSOLE_CHANNEL = "console"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    pacer: ChannelPacer | None = None,
+    console_out: TextIO | None = None,
+) -> web.Application:
+    """The whole bot as one aiohttp application; nothing starts until the app does."""
+    app = web.Application(middlewares=[_json_errors])
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    fallback = settings.kie_default_channel or (CONSOLE_CHANNEL if settings.console_mode else None)
+
+    async def storage(app: web.Application) -> AsyncIterator[None]:
+        database = await Database.open(settings.database_path)
+        app[DATABASE] = database
+        app[TASKS] = TaskStore(database, clock=clock)
+        app[OUTBOX] = Outbox(database, clock=clock)
+        app[ROUTES] = RouteStore(database, clock=clock)
+        yield
+        await database.close()
+
+    async def http(app: web.Application) -> AsyncIterator[None]:
+        timeout = aiohttp.ClientTimeout(total=30, connect=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            app[HTTP] = session
+            yield
+
+    async def delivery(app: web.Application) -> AsyncIterator[None]:
+        gateway: SlackGateway
+        if settings.slack_bot_token is None:
+            log.info("SLACK_BOT_TOKEN is not set: console mode, Slack messages go to stdout")
+            gateway = ConsoleGateway(console_out)
+        else:
+            gateway = WebApiGateway(slack_client(settings, app[HTTP]))
+        worker = Delivery(app[OUTBOX], app[TASKS], gateway, app[METRICS], pacer=pacer, clock=clock)
+        app[DELIVERY] = worker
+        await worker.start()
+        yield
+        await worker.stop()
+
+    app.cleanup_ctx.extend([storage, http, delivery])
+
+    async def started(app: web.Application) -> None:
+        if settings.kie_webhook_hmac_key is None:
+            log.warning(
+                "KIE_WEBHOOK_HMAC_KEY is not set: callbacks are accepted without a signature"
+            )
+        if fallback is None:
+            log.warning(
+                "KIE_DEFAULT_CHANNEL is not set: callbacks without a route are stored, not posted"
+            )
+
+    app.on_startup.append(started)
+
+    async def callbacks(request: web.Request) -> web.StreamResponse:
+        intake = CallbackIntake(
+            settings, app[TASKS], app[ROUTES], app[METRICS], fallback, clock=clock
+        )
+        return await intake.handle(request)
+
+    async def healthz(request: web.Request) -> web.StreamResponse:
+        return await Ops(app[TASKS], app[OUTBOX], app[METRICS]).healthz(request)
+
+    async def metrics(request: web.Request) -> web.StreamResponse:
+        return await Ops(app[TASKS], app[OUTBOX], app[METRICS]).metrics_page(request)
+
+    slack_events = SlackEvents()
+    app.router.add_post("/callbacks/{product}", callbacks)
+    app.router.add_post("/callbacks/{product}/{route}", callbacks)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/slack/events", slack_events.handle)
+    return app
+
+
+def slack_client(settings: Settings, session: aiohttp.ClientSession) -> AsyncWebClient:
+    """The Web API client: `SLACK_API_URL`, the shared session, no SDK retries (ours persist)."""
+    return AsyncWebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        session=session,
+        retry_handlers=[],
+    )
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error is a JSON `{"error": ...}`; an unexpected one is logged and answered 503."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return json_error(exc.status, exc.reason)
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return json_error(503, "internal error; retry later")

@@ -1,0 +1,167 @@
+"""The one façade over Slack's Web API (or stdout in console mode) that the delivery worker uses."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sys
+import time
+from typing import Protocol, TextIO
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.slack.messages import Message, render_console
+
+log = logging.getLogger(__name__)
+
+#: Errors that no retry can pass: fix the channel or the token, then resend by hand.
+PERMANENT_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "no_permission",
+        "missing_scope",
+        "ekm_access_denied",
+        "restricted_action",
+        "msg_too_long",
+        "no_text",
+        "invalid_blocks",
+        "invalid_arguments",
+        "message_not_found",
+        "cant_update_message",
+        "edit_window_closed",
+    }
+)
+#: Errors Slack documents as passing: retried for as long as it takes.
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+class SlackError(Exception):
+    """A Slack call that did not go through.
+
+    `permanent` errors stop retrying; `retry_after` is Slack's own wait (429); `image_failed`
+    means Slack could not fetch an image of the message, which may be sent again without it.
+    """
+
+    def __init__(
+        self,
+        error: str,
+        *,
+        permanent: bool = False,
+        retry_after: float | None = None,
+        image_failed: bool = False,
+    ) -> None:
+        super().__init__(error)
+        self.error = error
+        self.permanent = permanent
+        self.retry_after = retry_after
+        self.image_failed = image_failed
+
+    @property
+    def known_transient(self) -> bool:
+        return self.retry_after is not None or self.error in TRANSIENT_ERRORS
+
+
+class SlackGateway(Protocol):
+    """Posting and updating messages; raises `SlackError`."""
+
+    async def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
+        """Post `message` (in the thread of `thread_ts` if given); return its ts."""
+        ...
+
+    async def update(self, channel: str, ts: str, message: Message) -> None:
+        """Replace the message at `ts` with `message`."""
+        ...
+
+
+class WebApiGateway:
+    """Slack's Web API through one `AsyncWebClient` (retries are the worker's, not the SDK's)."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+
+    async def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
+        response = await self._call(
+            self._client.chat_postMessage(
+                channel=channel,
+                text=message.text,
+                blocks=message.blocks,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+        )
+        ts = response.get("ts")
+        if not isinstance(ts, str) or not ts:
+            raise SlackError("chat.postMessage answered without a ts")
+        return ts
+
+    async def update(self, channel: str, ts: str, message: Message) -> None:
+        await self._call(
+            self._client.chat_update(
+                channel=channel, ts=ts, text=message.text, blocks=message.blocks
+            )
+        )
+
+    @staticmethod
+    async def _call(call: object) -> dict:
+        try:
+            response = await call  # type: ignore[misc]
+        except SlackApiError as exc:
+            raise _classify(exc) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise SlackError(f"network error: {type(exc).__name__}: {exc}") from None
+        return dict(response.data) if isinstance(response.data, dict) else {}
+
+
+def _classify(exc: SlackApiError) -> SlackError:
+    response = exc.response
+    status = getattr(response, "status_code", 0) or 0
+    data = response.data if isinstance(getattr(response, "data", None), dict) else {}
+    error = str(data.get("error") or f"http_{status}")
+    if status == 429 or error == "ratelimited":
+        headers = getattr(response, "headers", {}) or {}
+        retry_after = headers.get("Retry-After") or headers.get("retry-after") or "1"
+        try:
+            wait = max(0.0, float(retry_after))
+        except ValueError:
+            wait = 1.0
+        return SlackError("ratelimited", retry_after=wait)
+    if status >= 500:
+        return SlackError(f"http_{status}")
+    if error == "invalid_blocks":
+        detail = " ".join(str(m) for m in (data.get("response_metadata") or {}).get("messages", []))
+        if "image" in detail.lower() or "image" in str(data.get("errors", "")).lower():
+            return SlackError(error, image_failed=True)
+    return SlackError(error, permanent=error in PERMANENT_ERRORS)
+
+
+class ConsoleGateway:
+    """Console mode: every message is printed for a person to read."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out
+        self._counter = itertools.count(1)
+
+    async def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
+        ts = f"{int(time.time())}.{next(self._counter):06d}"
+        self._print(render_console(channel, message, thread_ts=thread_ts))
+        return ts
+
+    async def update(self, channel: str, ts: str, message: Message) -> None:
+        self._print(render_console(channel, message, update_ts=ts))
+
+    def _print(self, text: str) -> None:
+        out = self._out or sys.stdout
+        out.write(text.rstrip("\n") + "\n\n")
+        out.flush()

@@ -1,0 +1,402 @@
+"""Block Kit messages about tasks: pure builders, no I/O.
+
+`build_task_message` renders a task's root message (updated in place as the task moves),
+`build_update_message` one piece of news as a thread reply, `build_notice` a short thread note, and
+`render_console` any of them as plain text for console mode. Text from outside (prompts, provider
+messages, task ids, URLs) is escaped so it cannot mention anyone or forge a link, and every limit of
+docs/slack-platform.md section 5 is kept.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.kie.failures import Explanation, explain_failure
+from bot.kie.products import PRODUCTS, RESULT_RETENTION_DAYS
+from bot.kie.update import Source, State, TaskUpdate
+from storage.tasks import Task
+
+MAX_BLOCKS = 50
+SECTION_MAX = 3000
+HEADER_MAX = 150
+BUTTON_TEXT_MAX = 75
+URL_MAX = 3000
+ALT_TEXT_MAX = 2000
+ACTIONS_MAX = 25
+CONTEXT_MAX = 2000
+TEXT_MAX = 299
+PROMPT_EXCERPT = 200
+MESSAGE_MAX = 2000
+TASK_ID_MAX = 120
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A Slack message: `text` is the one-line notification fallback, `blocks` the Block Kit."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+# --- text helpers -----------------------------------------------------------------------------
+
+
+def escape(value: str) -> str:
+    """Escape `&`, `<`, `>` so outside text cannot form a mention, a link or a date."""
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _truncate(value: str, limit: int) -> str:
+    """`value` cut to at most `limit` characters, ending in an ellipsis when cut."""
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def _escaped(value: str, limit: int) -> str:
+    """`escape(value)` within `limit` characters, cut between entities, never inside one."""
+    whole = escape(value)
+    if len(whole) <= limit:
+        return whole
+    out: list[str] = []
+    size = 0
+    for char in value:
+        piece = escape(char)
+        if size + len(piece) > limit - 1:
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out).rstrip() + "…"
+
+
+def _one_line(value: str) -> str:
+    """`value` with every run of whitespace (newlines too) made one space."""
+    return " ".join(value.split())
+
+
+def _code(value: str) -> str:
+    """An inline code span for outside text such as a task id."""
+    return "`" + _escaped(_one_line(value).replace("`", "'"), TASK_ID_MAX) + "`"
+
+
+def _quote(value: str) -> str:
+    """A mrkdwn block quote of outside text, every line quoted."""
+    quoted: list[str] = []
+    room = MESSAGE_MAX
+    for line in value.strip().splitlines() or [""]:
+        fits = len(escape(line)) <= room - 3
+        piece = "> " + _escaped(line, max(room - 3, 1))
+        quoted.append(piece)
+        if not fits:
+            break
+        room -= len(piece) + 1
+    return "\n".join(quoted)
+
+
+def _label(product: str) -> str:
+    """The product's human name, or its slug when the registry does not know it."""
+    found = PRODUCTS.get(product)
+    return found.label if found else product
+
+
+def _is_web_url(url: str) -> bool:
+    """True for an http(s) URL Slack accepts in a button or an image block."""
+    return url.startswith(("https://", "http://")) and len(url) <= URL_MAX and " " not in url
+
+
+def _utc(epoch: float) -> str:
+    """`epoch` as a UTC date, like "2026-12-09 14:03 UTC"."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _slack_date(epoch: float) -> str:
+    """A Slack date token shown in the reader's time zone, with a UTC fallback."""
+    return f"<!date^{int(epoch)}^{{date_short_pretty}} {{time}}|{_utc(epoch)}>"
+
+
+# --- block helpers ----------------------------------------------------------------------------
+
+
+def _header(value: str) -> dict[str, Any]:
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": _truncate(value, HEADER_MAX), "emoji": True},
+    }
+
+
+def _section(mrkdwn: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _truncate(mrkdwn, SECTION_MAX)}}
+
+
+def _context(mrkdwn: str) -> dict[str, Any]:
+    return {
+        "type": "context",
+        "elements": [{"type": "mrkdwn", "text": _truncate(mrkdwn, CONTEXT_MAX)}],
+    }
+
+
+def _button(text: str, url: str, action_id: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": _truncate(text, BUTTON_TEXT_MAX)},
+        "url": url,
+        "action_id": action_id,
+    }
+
+
+def _image(url: str, alt_text: str) -> dict[str, Any]:
+    return {"type": "image", "image_url": url, "alt_text": _truncate(alt_text, ALT_TEXT_MAX)}
+
+
+def _sections(lines: list[str]) -> list[dict[str, Any]]:
+    """`lines` packed into as few sections as the section text limit allows."""
+    blocks: list[dict[str, Any]] = []
+    chunk = ""
+    for line in lines:
+        line = _truncate(line, SECTION_MAX)
+        if chunk and len(chunk) + 1 + len(line) > SECTION_MAX:
+            blocks.append(_section(chunk))
+            chunk = ""
+        chunk = f"{chunk}\n{line}" if chunk else line
+    if chunk:
+        blocks.append(_section(chunk))
+    return blocks
+
+
+def _capped(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`blocks` within Slack's 50-block limit, saying so when some were left out."""
+    if len(blocks) <= MAX_BLOCKS:
+        return blocks
+    left = len(blocks) - (MAX_BLOCKS - 1)
+    return [*blocks[: MAX_BLOCKS - 1], _context(f"_{left} more blocks not shown._")]
+
+
+def _fallback(value: str) -> str:
+    """The notification text: one line, escaped, under 300 characters."""
+    return _escaped(_one_line(value), TEXT_MAX)
+
+
+# --- cards ------------------------------------------------------------------------------------
+
+
+def _summary(task_id: str, prompt: str | None) -> str:
+    """The task id line and, when there is one, the prompt excerpt."""
+    lines = [f"*Task:* {_code(task_id)}"]
+    if prompt and prompt.strip():
+        lines.append(f"*Prompt:* {escape(_truncate(_one_line(prompt), PROMPT_EXCERPT))}")
+    return "\n".join(lines)
+
+
+def _short_id(task_id: str) -> str:
+    return _truncate(_one_line(task_id), TASK_ID_MAX)
+
+
+def _poll_note(source: Source) -> list[dict[str, Any]]:
+    if source != "poll":
+        return []
+    return [_context("Learnt by polling kie.ai: no callback arrived for this result.")]
+
+
+def _expiry(finished_at: float | None, now: float | None) -> list[dict[str, Any]]:
+    """The context line saying when kie.ai deletes the results, if the finish time is known."""
+    if finished_at is None or finished_at <= 0:
+        return []
+    expires = finished_at + RESULT_RETENTION_DAYS * 86_400
+    when = _slack_date(expires)
+    if now is not None and now >= expires:
+        return [_context(f"⌛ These links expired on {when}.")]
+    return [
+        _context(
+            f"⌛ Links expire {when} ({RESULT_RETENTION_DAYS} days after the result);"
+            " download the videos before then."
+        )
+    ]
+
+
+def _failure_lines(item: Task | TaskUpdate, explanation: Explanation) -> list[str]:
+    """The explanation heading, the provider's message quoted, and the next step."""
+    code, message = item.code, item.message
+    said = f"kie.ai said (code {code}):" if code is not None else "kie.ai said:"
+    quoted = _quote(message) if message.strip() else "> _(no message)_"
+    return [
+        f"*{explanation.heading}*",
+        f"{said}\n{quoted}",
+        f"*Next step:* {explanation.next_step}",
+    ]
+
+
+def _running(item: Task | TaskUpdate) -> Message:
+    label = _label(item.product)
+    blocks = [
+        _header(f"⏳ {label} is generating"),
+        _section(_summary(item.task_id, item.prompt)),
+        _context("This message is updated when kie.ai reports the result."),
+        *_poll_note(item.source),
+    ]
+    return Message(_fallback(f"⏳ {label} task {_short_id(item.task_id)} is generating"), blocks)
+
+
+def _failed(item: Task | TaskUpdate) -> Message:
+    label = _label(item.product)
+    explanation = explain_failure(item.product, item.code, item.message)
+    blocks = [
+        _header(f"❌ {label} task failed"),
+        _section(_summary(item.task_id, item.prompt)),
+        _section("\n".join(_failure_lines(item, explanation))),
+        *_poll_note(item.source),
+    ]
+    text = f"❌ {label} task {_short_id(item.task_id)} failed: {explanation.heading}"
+    return Message(_fallback(text), _capped(blocks))
+
+
+def _succeeded(
+    item: Task | TaskUpdate, *, with_image: bool, finished_at: float | None, now: float | None
+) -> Message:
+    label = _label(item.product)
+    buttons: list[dict[str, Any]] = []
+    as_text: list[str] = []
+    for url in item.video_urls:
+        if _is_web_url(url) and len(buttons) < ACTIONS_MAX:
+            n = len(buttons) + 1
+            name = "Open video" if n == 1 else f"Open video {n}"
+            buttons.append(_button(name, url, f"open_video_{n}"))
+        else:
+            as_text.append(f"• {_escaped(url, SECTION_MAX - 100)}")
+
+    count = len(item.video_urls)
+    videos = "1 video" if count == 1 else f"{count} videos"
+    blocks: list[dict[str, Any]] = [
+        _header(f"✅ {label} video ready"),
+        _section(f"*Product:* {escape(label)}\n{_summary(item.task_id, item.prompt)}"),
+    ]
+    if not item.video_urls:
+        blocks.append(_section("_kie.ai reported success but sent no video URL._"))
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    if as_text:
+        blocks.extend(_sections(["*More video links:*" if buttons else "*Video links:*", *as_text]))
+    thumbnail = next(iter(item.image_urls), "")
+    if with_image and _is_web_url(thumbnail):
+        blocks.append(_image(thumbnail, f"{label} thumbnail for task {_short_id(item.task_id)}"))
+    if item.code is not None and item.code != 200:
+        # The task succeeded, then a later upgrade (a 4K version) failed.
+        explanation = explain_failure(item.product, item.code, item.message)
+        heading, *rest = _failure_lines(item, explanation)
+        blocks.append(_section("\n".join([f"⚠️ A later upgrade failed: {heading}", *rest])))
+    blocks.extend(_expiry(finished_at, now))
+    blocks.extend(_poll_note(item.source))
+    text = f"✅ {label} video ready for task {_short_id(item.task_id)} ({videos})"
+    return Message(_fallback(text), _capped(blocks))
+
+
+def _card(
+    item: Task | TaskUpdate, *, with_image: bool, finished_at: float | None, now: float | None
+) -> Message:
+    if item.state is State.SUCCEEDED:
+        return _succeeded(item, with_image=with_image, finished_at=finished_at, now=now)
+    if item.state is State.FAILED:
+        return _failed(item)
+    return _running(item)
+
+
+# --- public builders --------------------------------------------------------------------------
+
+
+def build_task_message(task: Task, *, with_image: bool = True, now: float | None = None) -> Message:
+    """The root message of `task` in a channel, for posting and for every later update in place.
+
+    `now` (Unix seconds) only decides whether the links are said to expire or to have expired.
+    """
+    return _card(task, with_image=with_image, finished_at=task.finished_at, now=now)
+
+
+def build_update_message(
+    update: TaskUpdate, *, with_image: bool = True, finished_at: float | None = None
+) -> Message:
+    """A thread reply for one piece of news about a task (a 4K result, new URLs, a failure).
+
+    `finished_at` (Unix seconds) is when the result arrived; without it no expiry line is shown.
+    """
+    return _card(update, with_image=with_image, finished_at=finished_at, now=None)
+
+
+def build_notice(task_id: str, text: str) -> Message:
+    """A short plain thread message about a task, such as "Stopped polling after a day"."""
+    blocks = [
+        _section(escape(text.strip()) or "_(empty notice)_"),
+        _context(f"Task {_code(task_id)}"),
+    ]
+    return Message(_fallback(f"{text} (task {_short_id(task_id)})"), blocks)
+
+
+# --- console ----------------------------------------------------------------------------------
+
+_DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
+_LINK = re.compile(r"<([^|>]+)\|([^>]*)>")
+_BARE = re.compile(r"<([^|>]+)>")
+_BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
+
+
+def _plain(mrkdwn: str) -> str:
+    """mrkdwn made readable as plain text: dates, links and bold resolved, entities unescaped."""
+    value = _DATE.sub(r"\1", mrkdwn)
+    value = _LINK.sub(r"\2 (\1)", value)
+    value = _BARE.sub(r"\1", value)
+    value = _BOLD.sub(r"\1", value)
+    return value.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _text_of(obj: Any) -> str:
+    """The text of a text object (plain_text or mrkdwn), as plain text."""
+    if not isinstance(obj, dict):
+        return ""
+    value = str(obj.get("text", ""))
+    return _plain(value) if obj.get("type") == "mrkdwn" else value
+
+
+def _console_lines(block: dict[str, Any]) -> list[str]:
+    kind = block.get("type")
+    if kind == "header":
+        title = _text_of(block.get("text"))
+        return [title, "─" * min(len(title), 60)]
+    if kind == "section":
+        lines = _text_of(block.get("text")).splitlines()
+        for field in block.get("fields") or []:
+            lines.extend(_text_of(field).splitlines())
+        return lines
+    if kind == "actions":
+        return [
+            f"[{_text_of(element.get('text'))}] {element.get('url', '')}".rstrip()
+            for element in block.get("elements", [])
+        ]
+    if kind == "image":
+        return [f"[image] {block.get('image_url', '')}"]
+    if kind == "context":
+        return [
+            "· "
+            + (f"[image] {e.get('image_url', '')}" if e.get("type") == "image" else _text_of(e))
+            for e in block.get("elements", [])
+        ]
+    if kind == "divider":
+        return ["─" * 40]
+    return [f"[{kind} block]"]
+
+
+def render_console(
+    channel: str, message: Message, thread_ts: str | None = None, update_ts: str | None = None
+) -> str:
+    """`message` as readable plain text for console mode (no Slack token), one line per item."""
+    if update_ts:
+        where = f"(update of {update_ts})"
+    elif thread_ts:
+        where = f"(reply in thread {thread_ts})"
+    else:
+        where = "(new message)"
+    target = channel if channel.startswith("#") else f"#{channel}"
+    lines = [f"── {target} {where}"]
+    body = [line for block in message.blocks for line in _console_lines(block)]
+    if not body:
+        body = [_plain(message.text)]
+    lines.extend(f"   {line}" if line else "" for line in body)
+    return "\n".join(lines)

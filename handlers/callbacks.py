@@ -1,0 +1,117 @@
+"""POST /callbacks/{product}[/{route}]: verify, store and acknowledge a kie.ai callback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bot.config import Settings
+from bot.kie.products import PRODUCTS, PayloadError, product_names
+from bot.kie.signature import signature_problem
+from bot.metrics import Metrics
+from handlers.responses import json_answer, json_error
+from storage.database import StoreUnavailable
+from storage.routes import RouteStore
+from storage.tasks import TaskStore
+
+log = logging.getLogger(__name__)
+
+#: Larger bodies are refused with 413; real callbacks are a few KiB.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackIntake:
+    """What the callback route needs: settings, the stores, metrics and a clock."""
+
+    settings: Settings
+    tasks: TaskStore
+    routes: RouteStore
+    metrics: Metrics
+    fallback_channel: str | None
+    clock: Callable[[], float] = time.time
+
+    async def handle(self, request: web.Request) -> web.Response:
+        slug = request.match_info["product"]
+        response = await self._handle(request, slug)
+        label = slug if slug in PRODUCTS else "unknown"
+        self.metrics.inc("kie_callbacks_total", product=label, status=str(response.status))
+        return response
+
+    async def _handle(self, request: web.Request, slug: str) -> web.Response:
+        product = PRODUCTS.get(slug)
+        if product is None:
+            return json_error(404, f"unknown product {slug!r}; known products: {product_names()}")
+        channel = self.fallback_channel
+        token = request.match_info.get("route")
+        if token is not None:
+            try:
+                channel = await self.routes.channel_for(token)
+            except StoreUnavailable as exc:
+                return _unavailable(exc)
+            if channel is None:
+                return json_error(
+                    404, "unknown callback route; run /kie url in Slack for a valid one"
+                )
+        raw = await _read_limited(request)
+        if raw is None:
+            return json_error(413, f"body is larger than {MAX_BODY_BYTES} bytes")
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            return json_error(400, "body is not JSON")
+        try:
+            update = product.parse_callback(body)
+        except PayloadError as exc:
+            return json_error(400, str(exc))
+        key = self.settings.kie_webhook_hmac_key
+        if key is not None:
+            problem = signature_problem(
+                key,
+                update.task_id,
+                request.headers,
+                now=self.clock(),
+                tolerance=self.settings.kie_signature_tolerance,
+            )
+            if problem is not None:
+                log.warning("rejected %s callback for %s: %s", slug, update.task_id, problem)
+                return json_error(401, problem)
+        try:
+            applied = await self.tasks.apply(update, channel=channel)
+        except StoreUnavailable as exc:
+            return _unavailable(exc)
+        if applied.duplicate:
+            log.info("duplicate %s callback for %s", slug, update.task_id)
+            return json_answer({"status": "duplicate"})
+        log.info("stored %s callback for %s: %s", slug, update.task_id, update.state.value)
+        if not applied.channels:
+            log.warning(
+                "task %s is stored but posted nowhere: set KIE_DEFAULT_CHANNEL, or use the "
+                "callback URL that /kie url gives in the channel that should see it",
+                update.task_id,
+            )
+        return json_answer({"status": "received"})
+
+
+async def _read_limited(request: web.Request) -> bytes | None:
+    """The body, or None when it is over `MAX_BODY_BYTES`."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _unavailable(exc: Exception) -> web.Response:
+    log.error("store unavailable, answering 503: %s", exc)
+    return json_error(503, "the store cannot write now; retry later")

@@ -1,0 +1,1 @@
+"""SQLite storage through aiosqlite: the database, tasks and events, the outbox, routes."""

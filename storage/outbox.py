@@ -1,0 +1,186 @@
+"""The outbox: Slack work written in the same transaction as the news that implies it.
+
+Each row has a unique idempotency key, so the same work is never queued twice. The delivery
+worker takes rows in id order per channel and marks each done, retried or failed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosqlite
+
+from storage.database import Database, Transaction
+
+Kind = Literal["root", "reply", "update", "notice"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One piece of Slack work: post a task's root, reply in its thread, update the root, or
+    post a plain notice in the thread."""
+
+    id: int
+    key: str
+    kind: Kind
+    channel: str
+    family: str
+    task_id: str
+    event_id: int | None
+    text: str | None
+    attempts: int
+    due_at: float
+
+
+_INSERT = """INSERT INTO outbox (key, kind, channel, family, task_id, event_id, text,
+                                 next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"""
+
+
+async def enqueue_root(
+    tx: Transaction, family: str, task_id: str, channel: str, now: float
+) -> None:
+    """Queue the task's root message in `channel` (rendered from the task when it is sent)."""
+    key = f"root:{family}:{task_id}:{channel}"
+    await tx.execute(_INSERT, (key, "root", channel, family, task_id, None, None, now, now))
+
+
+async def enqueue_news(
+    tx: Transaction, family: str, task_id: str, channel: str, event_id: int, now: float
+) -> None:
+    """Queue a thread reply for event `event_id` and an update of the root in `channel`."""
+    await tx.executemany(
+        _INSERT,
+        [
+            (
+                f"{kind}:{event_id}:{channel}",
+                kind,
+                channel,
+                family,
+                task_id,
+                event_id,
+                None,
+                now,
+                now,
+            )
+            for kind in ("reply", "update")
+        ],
+    )
+
+
+async def enqueue_notice(
+    tx: Transaction, family: str, task_id: str, channel: str, key: str, text: str, now: float
+) -> None:
+    """Queue a plain message in the task's thread in `channel`; `key` makes it unique."""
+    await tx.execute(
+        _INSERT,
+        (f"notice:{key}:{channel}", "notice", channel, family, task_id, None, text, now, now),
+    )
+
+
+class Outbox:
+    """The delivery worker's view of the outbox."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def pending_channels(self) -> list[str]:
+        """Channels with rows still to send."""
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT channel FROM outbox WHERE status = 'pending'"
+        )
+        return [row["channel"] for row in rows]
+
+    async def head(self, channel: str) -> OutboxRow | None:
+        """The oldest pending row of `channel`: rows of one channel go out in order."""
+        row = await self._db.fetchone(
+            "SELECT * FROM outbox WHERE status = 'pending' AND channel = ? ORDER BY id LIMIT 1",
+            (channel,),
+        )
+        return _row(row) if row else None
+
+    async def thread(self, row: OutboxRow) -> tuple[str | None, int | None]:
+        """The root message ts of the row's task in its channel, and the last event it showed."""
+        found = await self._db.fetchone(
+            """SELECT root_ts, root_event_id FROM task_channels
+               WHERE family = ? AND task_id = ? AND channel = ?""",
+            (row.family, row.task_id, row.channel),
+        )
+        return (found["root_ts"], found["root_event_id"]) if found else (None, None)
+
+    async def event(self, event_id: int) -> aiosqlite.Row | None:
+        return await self._db.fetchone("SELECT * FROM events WHERE id = ?", (event_id,))
+
+    async def last_event_id(self, family: str, task_id: str) -> int | None:
+        row = await self._db.fetchone(
+            "SELECT MAX(id) FROM events WHERE family = ? AND task_id = ? AND news = 1",
+            (family, task_id),
+        )
+        return row[0] if row else None
+
+    async def done(
+        self, row: OutboxRow, *, root_ts: str | None = None, shown_event: int | None = None
+    ) -> None:
+        """Mark `row` sent; for a root, remember its ts and the last event it showed."""
+        now = self._clock()
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                "UPDATE outbox SET status = 'done', done_at = ?, attempts = attempts + 1 "
+                "WHERE id = ?",
+                (now, row.id),
+            )
+            if root_ts is not None:
+                await tx.execute(
+                    """UPDATE task_channels SET root_ts = ?, root_event_id = ?
+                       WHERE family = ? AND task_id = ? AND channel = ?""",
+                    (root_ts, shown_event, row.family, row.task_id, row.channel),
+                )
+
+    async def skip(self, row: OutboxRow, reason: str) -> None:
+        """Mark `row` as needing no call (its news was already shown)."""
+        await self._finish(row, "skipped", reason)
+
+    async def fail(self, row: OutboxRow, error: str) -> None:
+        """Stop trying `row`; it stays in the table with its error."""
+        await self._finish(row, "failed", error)
+
+    async def retry(self, row: OutboxRow, error: str, delay: float) -> None:
+        """Try `row` again in `delay` seconds."""
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                """UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?
+                   WHERE id = ?""",
+                (error[:500], self._clock() + delay, row.id),
+            )
+
+    async def counts(self) -> dict[str, int]:
+        """Rows per status, for metrics."""
+        rows = await self._db.fetchall("SELECT status, COUNT(*) FROM outbox GROUP BY status")
+        return {row[0]: row[1] for row in rows}
+
+    async def _finish(self, row: OutboxRow, status: str, note: str) -> None:
+        async with self._db.transaction() as tx:
+            await tx.execute(
+                """UPDATE outbox SET status = ?, last_error = ?, done_at = ?,
+                       attempts = attempts + 1 WHERE id = ?""",
+                (status, note[:500], self._clock(), row.id),
+            )
+
+
+def _row(row: aiosqlite.Row) -> OutboxRow:
+    return OutboxRow(
+        id=row["id"],
+        key=row["key"],
+        kind=row["kind"],
+        channel=row["channel"],
+        family=row["family"],
+        task_id=row["task_id"],
+        event_id=row["event_id"],
+        text=row["text"],
+        attempts=row["attempts"],
+        due_at=row["next_attempt_at"],
+    )

@@ -1,0 +1,37 @@
+"""Callback routes: unguessable tokens, each bound to one Slack channel."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+
+from storage.database import Database
+
+
+class RouteStore:
+    """Issues and resolves the tokens of `/callbacks/{product}/{route}` URLs."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def issue(self, channel: str, created_by: str | None = None) -> str:
+        """The channel's route token, created on first use and the same ever after."""
+        async with self._db.transaction() as tx:
+            row = await tx.fetchone("SELECT token FROM routes WHERE channel = ?", (channel,))
+            if row is not None:
+                return str(row["token"])
+            token = secrets.token_urlsafe(24)
+            await tx.execute(
+                "INSERT INTO routes (token, channel, created_by, created_at) VALUES (?, ?, ?, ?)",
+                (token, channel, created_by, self._clock()),
+            )
+            return token
+
+    async def channel_for(self, token: str) -> str | None:
+        """The channel a token routes to, or None for an unknown token."""
+        if not token or len(token) > 100:
+            return None
+        row = await self._db.fetchone("SELECT channel FROM routes WHERE token = ?", (token,))
+        return str(row["channel"]) if row else None

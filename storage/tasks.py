@@ -1,0 +1,316 @@
+"""Tasks and their event log: `apply` is the one place that records what was learnt."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiosqlite
+
+from bot.kie.products import PRODUCTS
+from bot.kie.update import Source, State, TaskUpdate
+from storage.database import Database, Transaction
+from storage.outbox import enqueue_news, enqueue_root
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task as stored: the merged result of every update learnt about it.
+
+    `code`/`message` are the provider's code and message of the latest update. A task stays
+    `SUCCEEDED` when a later upgrade (a 4K version) fails; that failure is then in `code`/`message`.
+    Times are Unix seconds; `finished_at` is when the task's results (or final state) arrived.
+    """
+
+    product: str
+    task_id: str
+    state: State
+    video_urls: tuple[str, ...] = ()
+    image_urls: tuple[str, ...] = ()
+    code: int | None = None
+    message: str = ""
+    prompt: str | None = None
+    source: Source = "callback"
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    finished_at: float | None = None
+
+    @property
+    def family(self) -> str:
+        return PRODUCTS[self.product].family
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What `apply` did: `duplicate` when nothing was new; `news` when Slack has something to show."""
+
+    duplicate: bool
+    news: bool = False
+    task: Task | None = None
+    channels: tuple[str, ...] = ()
+
+
+def canonical_json(value: Any) -> str:
+    """The JSON text of `value` with sorted keys and no spaces: equal content, equal text."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def merge(old: Task | None, update: TaskUpdate, now: float) -> tuple[Task, bool]:
+    """The task after `update`, and whether that changes what Slack should show."""
+    if old is None:
+        final = update.state.is_final
+        task = Task(
+            product=update.product,
+            task_id=update.task_id,
+            state=update.state,
+            video_urls=update.video_urls,
+            image_urls=update.image_urls,
+            code=update.code,
+            message=update.message,
+            prompt=update.prompt,
+            source=update.source,
+            created_at=now,
+            updated_at=now,
+            finished_at=now if final else None,
+        )
+        return task, True
+    if update.state is State.RUNNING:
+        if old.state is State.RUNNING:
+            return replace(old, prompt=old.prompt or update.prompt), False
+        return old, False  # a stale "still generating" after a final answer
+    new_videos = tuple(url for url in update.video_urls if url not in old.video_urls)
+    new_images = tuple(url for url in update.image_urls if url not in old.image_urls)
+    state = update.state
+    if state is State.FAILED and old.state is State.SUCCEEDED and update.product != old.product:
+        state = State.SUCCEEDED  # a failed upgrade leaves the original video in place
+    news = (
+        state is not old.state
+        or bool(new_videos)
+        or (
+            update.state is State.FAILED
+            and (update.code, update.message) != (old.code, old.message)
+        )
+    )
+    if not news:
+        return old, False
+    task = replace(
+        old,
+        state=state,
+        video_urls=old.video_urls + new_videos,
+        image_urls=old.image_urls + new_images,
+        code=update.code,
+        message=update.message,
+        prompt=old.prompt or update.prompt,
+        source=update.source,
+        updated_at=now,
+        finished_at=now if new_videos or old.finished_at is None else old.finished_at,
+    )
+    return task, True
+
+
+class TaskStore:
+    """Tasks, the event log and the channels that follow each task."""
+
+    def __init__(self, db: Database, *, clock: Clock = time.time) -> None:
+        self._db = db
+        self._clock = clock
+        #: Set whenever a committed transaction added outbox rows.
+        self.outbox_ready = asyncio.Event()
+
+    async def apply(self, update: TaskUpdate, *, channel: str | None = None) -> Applied:
+        """Record `update` in one transaction: event row, task row and the Slack work it implies.
+
+        `channel` (a callback route or the default channel) is used only when no channel follows
+        the task yet. An update whose content was already stored is a duplicate and changes
+        nothing. Returns after the commit.
+        """
+        now = self._clock()
+        family = PRODUCTS[update.product].family
+        body = canonical_json(update.raw)
+        content_hash = hashlib.sha256(body.encode()).hexdigest()
+        async with self._db.transaction() as tx:
+            old = await _select_task(tx, family, update.task_id)
+            task, news = merge(old, update, now)
+            event_id = await _insert_event(tx, family, update, body, content_hash, news, now)
+            if event_id is None:
+                return Applied(duplicate=True)
+            if old is None or task is not old:
+                await _upsert_task(tx, family, task)
+            following = await tx.fetchall(
+                "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
+                (family, update.task_id),
+            )
+            channels = tuple(row["channel"] for row in following)
+            queued = False
+            if not channels and channel is not None:
+                await _add_follower(tx, family, update.task_id, channel, now)
+                await enqueue_root(tx, family, update.task_id, channel, now)
+                channels, queued = (channel,), True
+            elif news:
+                for follower in channels:
+                    await enqueue_news(tx, family, update.task_id, follower, event_id, now)
+                queued = bool(channels)
+        if queued:
+            self.outbox_ready.set()
+        return Applied(duplicate=False, news=news, task=task, channels=channels)
+
+    async def follow(self, family: str, task_id: str, channel: str) -> bool:
+        """Make `channel` follow a stored task (it gets the task's root message).
+
+        Returns False when the channel already followed it.
+        """
+        now = self._clock()
+        async with self._db.transaction() as tx:
+            if not await _add_follower(tx, family, task_id, channel, now):
+                return False
+            await enqueue_root(tx, family, task_id, channel, now)
+        self.outbox_ready.set()
+        return True
+
+    async def get(self, family: str, task_id: str) -> Task | None:
+        row = await self._db.fetchone(
+            "SELECT * FROM tasks WHERE family = ? AND task_id = ?", (family, task_id)
+        )
+        return _task(row) if row else None
+
+    async def find(self, task_id: str) -> list[Task]:
+        """Every stored task with this id (normally one), most recent first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM tasks WHERE task_id = ? ORDER BY updated_at DESC", (task_id,)
+        )
+        return [_task(row) for row in rows]
+
+    async def for_channel(self, channel: str, limit: int = 10) -> list[Task]:
+        """The tasks `channel` follows, most recently changed first."""
+        rows = await self._db.fetchall(
+            """SELECT t.* FROM tasks t JOIN task_channels c
+                 ON c.family = t.family AND c.task_id = t.task_id
+               WHERE c.channel = ? ORDER BY t.updated_at DESC LIMIT ?""",
+            (channel, limit),
+        )
+        return [_task(row) for row in rows]
+
+    async def ping(self) -> None:
+        """Raise `StoreUnavailable` unless the database answers a read."""
+        await self._db.fetchone("SELECT 1")
+
+
+async def _select_task(tx: Transaction, family: str, task_id: str) -> Task | None:
+    row = await tx.fetchone(
+        "SELECT * FROM tasks WHERE family = ? AND task_id = ?", (family, task_id)
+    )
+    return _task(row) if row else None
+
+
+async def _insert_event(
+    tx: Transaction,
+    family: str,
+    update: TaskUpdate,
+    body: str,
+    content_hash: str,
+    news: bool,
+    now: float,
+) -> int | None:
+    row = await tx.fetchone(
+        """INSERT INTO events (family, task_id, product, source, content_hash, body, state,
+                               video_urls, image_urls, code, message, prompt, news, received_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (product, task_id, source, content_hash) DO NOTHING
+           RETURNING id""",
+        (
+            family,
+            update.task_id,
+            update.product,
+            update.source,
+            content_hash,
+            body,
+            update.state.value,
+            json.dumps(update.video_urls),
+            json.dumps(update.image_urls),
+            update.code,
+            update.message,
+            update.prompt,
+            int(news),
+            now,
+        ),
+    )
+    return int(row[0]) if row else None
+
+
+async def _upsert_task(tx: Transaction, family: str, task: Task) -> None:
+    await tx.execute(
+        """INSERT INTO tasks (family, task_id, product, state, video_urls, image_urls, code,
+                              message, prompt, source, created_at, updated_at, finished_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (family, task_id) DO UPDATE SET
+               state = excluded.state, video_urls = excluded.video_urls,
+               image_urls = excluded.image_urls, code = excluded.code,
+               message = excluded.message, prompt = excluded.prompt, source = excluded.source,
+               updated_at = excluded.updated_at, finished_at = excluded.finished_at""",
+        (
+            family,
+            task.task_id,
+            task.product,
+            task.state.value,
+            json.dumps(task.video_urls),
+            json.dumps(task.image_urls),
+            task.code,
+            task.message,
+            task.prompt,
+            task.source,
+            task.created_at,
+            task.updated_at,
+            task.finished_at,
+        ),
+    )
+
+
+async def _add_follower(
+    tx: Transaction, family: str, task_id: str, channel: str, now: float
+) -> bool:
+    changed = await tx.execute(
+        """INSERT INTO task_channels (family, task_id, channel, followed_at) VALUES (?, ?, ?, ?)
+           ON CONFLICT DO NOTHING""",
+        (family, task_id, channel, now),
+    )
+    return changed > 0
+
+
+def _task(row: aiosqlite.Row) -> Task:
+    return Task(
+        product=row["product"],
+        task_id=row["task_id"],
+        state=State(row["state"]),
+        video_urls=tuple(json.loads(row["video_urls"])),
+        image_urls=tuple(json.loads(row["image_urls"])),
+        code=row["code"],
+        message=row["message"],
+        prompt=row["prompt"],
+        source=row["source"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def event_update(row: aiosqlite.Row) -> TaskUpdate:
+    """The `TaskUpdate` an event row recorded."""
+    return TaskUpdate(
+        product=row["product"],
+        task_id=row["task_id"],
+        state=State(row["state"]),
+        video_urls=tuple(json.loads(row["video_urls"])),
+        image_urls=tuple(json.loads(row["image_urls"])),
+        code=row["code"],
+        message=row["message"],
+        prompt=row["prompt"],
+        source=row["source"],
+        raw=json.loads(row["body"]),
+    )

@@ -1,0 +1,340 @@
+"""Failure explanations: every callback fixture and every documented provider message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bot.kie.failures import HEADINGS, Explanation, explain_failure
+from bot.kie.products import PRODUCTS
+from bot.kie.update import State
+from bot.slack.messages import build_task_message
+from storage.tasks import Task
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kie-api" / "fixtures"
+CALLBACKS = FIXTURES / "callbacks"
+
+#: Every callback fixture: its expected heading, or None for a success.
+EXPECTED_CALLBACKS: dict[str, str | None] = {
+    "luma-fail-500.json": "Provider error",
+    "luma-success.json": None,
+    "runway-ai-moderator.json": "Content moderation",
+    "runway-concurrency-limit.json": "Concurrency limit",
+    "runway-extend-success.json": None,
+    "runway-fail-500.json": "Provider error",
+    "runway-image-format.json": "Input rejected",
+    "runway-membership.json": "Plan or quota limit",
+    "runway-moderation.json": "Content moderation",
+    "runway-success.json": None,
+    "suno-mp4-fail-400.json": "Provider error",
+    "suno-mp4-fail-451.json": "Source download failed",
+    "suno-mp4-success.json": None,
+    "veo-4k-fail-500.json": "4K unavailable",
+    "veo-4k-success-credits.json": None,
+    "veo-4k-success.json": None,
+    "veo-extend-success.json": None,
+    "veo-fail-400-content-policy.json": "Content moderation",
+    "veo-fail-400-image-fetch.json": "Source download failed",
+    "veo-fail-400-unsafe-image.json": "Content moderation",
+    "veo-fail-422-fallback.json": "Content moderation",
+    "veo-fail-500-internal.json": "Provider error",
+    "veo-fail-501.json": "Provider error",
+    "veo-success-fallback.json": None,
+    "veo-success-promptjson-object.json": None,
+    "veo-success-resulturls-string.json": None,
+    "veo-success.json": None,
+}
+
+
+def product_of(name: str) -> str:
+    """The product slug a fixture file name starts with (the longest one that fits)."""
+    return max((slug for slug in PRODUCTS if name.startswith(slug + "-")), key=len)
+
+
+def callback_files() -> list[str]:
+    return sorted(p.name for p in CALLBACKS.glob("*.json") if not p.name.startswith("_"))
+
+
+def test_every_callback_fixture_has_an_expectation() -> None:
+    assert callback_files() == sorted(EXPECTED_CALLBACKS)
+
+
+@pytest.mark.parametrize("name", callback_files())
+def test_callback_fixture_heading(name: str) -> None:
+    product = product_of(name)
+    update = PRODUCTS[product].parse_callback(json.loads((CALLBACKS / name).read_text()))
+    expected = EXPECTED_CALLBACKS[name]
+    if expected is None:
+        assert update.state is State.SUCCEEDED
+        return
+    assert update.state is State.FAILED
+    explanation = explain_failure(update.product, update.code, update.message)
+    assert explanation.heading == expected
+    assert explanation.next_step.endswith(".")
+
+
+IMAGE_FETCH = (
+    "Failed to fetch the image. Kindly verify any access limits set by you or your service "
+    "provider."
+)
+
+#: (product, code, message, heading) for every message documented in kie-api/README.md.
+DOCUMENTED: list[tuple[str, int | None, str, str]] = [
+    # Content moderation, in every wording.
+    (
+        "veo",
+        400,
+        "Your prompt was flagged by Website as violating content policies.",
+        "Content moderation",
+    ),
+    ("veo", 400, "public error unsafe image upload.", "Content moderation"),
+    ("veo", 400, "Public error: unsafe image upload", "Content moderation"),
+    (
+        "veo",
+        422,
+        "Your request was rejected by Flow(Your prompt was flagged by Website as violating content "
+        "policies). You may consider using our other fallback channels, which are likely to "
+        "succeed. Please refer to the documentation.",
+        "Content moderation",
+    ),
+    (
+        "veo",
+        422,
+        "Your request was rejected by Flow(public error minor upload). Please refer to the "
+        "documentation.",
+        "Content moderation",
+    ),
+    (
+        "veo",
+        422,
+        "Your request was rejected by Flow(public error prominent people upload).",
+        "Content moderation",
+    ),
+    (
+        "runway",
+        400,
+        "Inappropriate content detected. Please replace the image or video.",
+        "Content moderation",
+    ),
+    (
+        "runway",
+        400,
+        "Detected inappropriate content, please try replacing the video.",
+        "Content moderation",
+    ),
+    (
+        "runway",
+        400,
+        "Your prompt was caught by our AI moderator. Please adjust it and try again!",
+        "Content moderation",
+    ),
+    ("runway", 400, "Your prompt was caught by our AI moderator.", "Content moderation"),
+    (
+        "runway",
+        400,
+        "Your prompt has triggered our AI moderator, please re-enter your prompt",
+        "Content moderation",
+    ),
+    (
+        "runway",
+        400,
+        "Your video creation prompt contains NSFW content, which isn't allowed under our policy. "
+        "Kindly revise your prompt and generate again.",
+        "Content moderation",
+    ),
+    # Plan or quota, concurrency.
+    (
+        "runway",
+        400,
+        "Please try again later. You can upgrade to Standard membership to start generating now.",
+        "Plan or quota limit",
+    ),
+    (
+        "runway",
+        400,
+        "HD quality free trials complete. Subscribe now to continue creating in high resolution.",
+        "Plan or quota limit",
+    ),
+    ("runway", 400, "Reached the limit for concurrent generations.", "Concurrency limit"),
+    # Input rejected.
+    ("runway", 400, "Incorrect image format.", "Input rejected"),
+    ("runway", 400, "Incorrect image format", "Input rejected"),
+    ("runway", 400, "Get image info failed.", "Input rejected"),
+    ("runway", 400, "get image info failed.", "Input rejected"),
+    (
+        "runway",
+        400,
+        "Unsupported width or height. Please adjust the size and try again.",
+        "Input rejected",
+    ),
+    ("runway", 400, "Upload failed due to network reasons, please re-enter.", "Input rejected"),
+    ("runway", 400, "Upload failed due to network reasons, please re-enter", "Input rejected"),
+    (
+        "runway",
+        400,
+        "Your prompt/negative prompt cannot exceed 2048 characters. Please check if your input is "
+        "too long.",
+        "Input rejected",
+    ),
+    ("veo", 400, "Only English prompts are supported at this time.", "Input rejected"),
+    (
+        "runway",
+        422,
+        "The request parameters are incorrect, please check the parameters.",
+        "Input rejected",
+    ),
+    # Source download failed.
+    (
+        "veo",
+        400,
+        IMAGE_FETCH,
+        "Source download failed",
+    ),
+    (
+        "runway",
+        451,
+        IMAGE_FETCH,
+        "Source download failed",
+    ),
+    ("suno-mp4", 451, "Failed to download source audio file", "Source download failed"),
+    ("luma", 400, "Failed to fetch the video.", "Source download failed"),
+    # Provider error.
+    ("veo", 500, "Internal Error, Please try again later.", "Provider error"),
+    ("veo", 500, "Internal Error - Timeout", "Provider error"),
+    ("veo", 500, "Timeout", "Provider error"),
+    ("veo", 501, "", "Provider error"),
+    ("veo", 501, "Failed - Video generation task failed", "Provider error"),
+    ("runway", 400, "Generation failed, please try again later", "Provider error"),
+    (
+        "runway",
+        500,
+        "Server Error - An unexpected error occurred while processing the request",
+        "Provider error",
+    ),
+    ("suno-mp4", 400, "Music video generation failed", "Provider error"),
+    ("suno-mp4", 500, "Build Failed - Audio mp4 generation failed", "Provider error"),
+    ("luma", 500, "Modify record generation failed.", "Provider error"),
+    (
+        "veo",
+        455,
+        "Service Unavailable - System is currently undergoing maintenance",
+        "Provider error",
+    ),
+    # 4K unavailable.
+    (
+        "veo-4k",
+        500,
+        "The 4K version of this video is unavailable. Please try a different video.",
+        "4K unavailable",
+    ),
+    (
+        "veo",
+        500,
+        "The 4K version of this video is unavailable. Please try a different video.",
+        "4K unavailable",
+    ),
+    ("veo-4k", 500, "", "4K unavailable"),
+    # Out of credits.
+    (
+        "veo",
+        402,
+        "Insufficient Credits - Account does not have enough credits to perform the operation",
+        "Out of credits",
+    ),
+    ("luma", 402, "", "Out of credits"),
+    ("runway", None, "Insufficient Credits", "Out of credits"),
+]
+
+
+@pytest.mark.parametrize(("product", "code", "message", "heading"), DOCUMENTED)
+def test_documented_message(product: str, code: int | None, message: str, heading: str) -> None:
+    assert explain_failure(product, code, message).heading == heading
+
+
+@pytest.mark.parametrize(
+    ("product", "code", "heading"),
+    [
+        ("veo", 402, "Out of credits"),
+        ("suno-mp4", 451, "Source download failed"),
+        ("runway", 500, "Provider error"),
+        ("luma", 501, "Provider error"),
+        ("veo", 455, "Provider error"),
+        ("veo-4k", 500, "4K unavailable"),
+        ("veo", 400, "Unknown failure"),
+        ("veo", 422, "Unknown failure"),
+        ("veo", None, "Unknown failure"),
+    ],
+)
+def test_code_fallback_for_unknown_text(product: str, code: int | None, heading: str) -> None:
+    assert explain_failure(product, code, "Something nobody documented").heading == heading
+
+
+def test_maintenance_next_step_says_maintenance() -> None:
+    assert "maintenance" in explain_failure("veo", 455, "").next_step
+
+
+def test_message_beats_code() -> None:
+    moderated = explain_failure("veo", 500, "Your prompt was flagged by Website.")
+    assert moderated.heading == "Content moderation"
+    assert explain_failure("veo-4k", 500, "Internal Error - Timeout").heading == "Provider error"
+
+
+def test_matching_ignores_case_and_spacing() -> None:
+    message = "  REACHED the limit for\nCONCURRENT   generations  "
+    assert explain_failure("runway", 400, message).heading == "Concurrency limit"
+
+
+def test_flow_rejection_is_judged_by_its_inner_message() -> None:
+    inner_timeout = "Your request was rejected by Flow(Internal Error - Timeout). Please retry."
+    assert explain_failure("veo", 422, inner_timeout).heading == "Provider error"
+    inner_unknown = "Your request was rejected by Flow(something odd). Please refer to the docs."
+    assert explain_failure("veo", 422, inner_unknown).heading == "Unknown failure"
+
+
+def test_empty_message_and_no_code_is_unknown() -> None:
+    assert explain_failure("veo", None, "").heading == "Unknown failure"
+    assert explain_failure("unknown-product", None, "").heading == "Unknown failure"
+
+
+def test_every_explanation_uses_a_design_heading_and_a_concrete_step() -> None:
+    messages = [message for _, _, message, _ in DOCUMENTED] + ["", "whatever"]
+    for product in PRODUCTS:
+        for code in (None, 200, 400, 402, 422, 451, 455, 500, 501):
+            for message in messages:
+                found = explain_failure(product, code, message)
+                assert isinstance(found, Explanation)
+                assert found.heading in HEADINGS
+                assert len(found.next_step) > 20
+                assert found.next_step[0].isupper()
+
+
+def test_headings_are_exactly_the_design_table() -> None:
+    assert HEADINGS == (
+        "Content moderation",
+        "Plan or quota limit",
+        "Concurrency limit",
+        "Input rejected",
+        "Source download failed",
+        "Provider error",
+        "4K unavailable",
+        "Out of credits",
+        "Unknown failure",
+    )
+
+
+def test_out_of_credits_points_to_billing() -> None:
+    assert "https://kie.ai/billing" in explain_failure("veo", 402, "").next_step
+
+
+def test_unknown_failure_card_keeps_the_raw_message() -> None:
+    raw = "Quantum flux capacitor misaligned (code Z-9)"
+    assert explain_failure("runway", 400, raw).heading == "Unknown failure"
+    task = Task("runway", "t-unknown", State.FAILED, code=400, message=raw)
+    text = "\n".join(
+        block["text"]["text"] for block in build_task_message(task).blocks if "text" in block
+    )
+    assert "Unknown failure" in text
+    assert raw in text
+    assert "Next step" in text
