@@ -17,6 +17,7 @@ from bot.slack.delivery import ChannelPacer, Delivery
 from bot.slack.gateway import ConsoleGateway, SlackGateway, WebApiGateway
 from handlers.callbacks import CallbackIntake
 from handlers.ops import Ops
+from handlers.responses import json_error
 from handlers.slack_events import SlackEvents
 from storage.database import Database
 from storage.outbox import Outbox
