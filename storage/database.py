@@ -124,7 +124,7 @@ class Database:
         try:
             await conn.execute("PRAGMA journal_mode=WAL")
             await conn.execute("PRAGMA synchronous=NORMAL")
-            await conn.execute("PRAGMA busy_timeout=5000")
+            await conn.execute("PRAGMA busy_timeout=2000")
             await db._migrate()
         except Exception:
             await conn.close()

@@ -3,8 +3,8 @@
 `build_task_message` renders a task's root message (updated in place as the task moves),
 `build_update_message` one piece of news as a thread reply, `build_notice` a short thread note, and
 `render_console` any of them as plain text for console mode. Text from outside (prompts, provider
-messages, task ids, URLs) is escaped so it cannot mention anyone or forge a link, and every limit of
-docs/slack-platform.md section 5 is kept.
+messages, task ids, URLs) is escaped so it cannot mention anyone or forge a link, and Slack's
+Block Kit limits (slack-platform.md section 5) are kept.
 """
 
 from __future__ import annotations

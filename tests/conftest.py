@@ -1,0 +1,141 @@
+"""Shared test helpers: fixture paths, the bot on a free port, fake Slack and fake kie.ai."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from bot.config import Settings
+from bot.kie.signature import signed_headers
+from bot.server import create_app
+from bot.slack.delivery import ChannelPacer
+from tests.fakes.kie import FakeKie
+from tests.fakes.server import LocalServer
+from tests.fakes.slack import FakeSlack
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kie-api" / "fixtures"
+CALLBACKS = FIXTURES / "callbacks"
+POLLS = FIXTURES / "poll"
+OWN_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+HMAC_KEY = "test-webhook-hmac-key-do-not-use"
+SIGNING_SECRET = "test-signing-secret"
+
+
+def load(name: str) -> Any:
+    """A fixture body by file name: ours first, then the shared ones."""
+    for folder in (OWN_FIXTURES / "callbacks", CALLBACKS, POLLS, FIXTURES / "common"):
+        if (folder / name).exists():
+            return json.loads((folder / name).read_text())
+    raise FileNotFoundError(name)
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Wait until `check()` is truthy (returns it) or fail after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if loop.time() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class Bot:
+    """The real server on loopback, with an HTTP client session."""
+
+    server: LocalServer
+    http: aiohttp.ClientSession
+    settings: Settings
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def app(self) -> web.Application:
+        return self.server.app
+
+    async def callback(
+        self,
+        product: str,
+        body: Any,
+        *,
+        sign: bool | None = None,
+        route: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """POST a callback; signed when the bot has a key (unless `sign=False`)."""
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        sent = {"Content-Type": "application/json"}
+        key = self.settings.kie_webhook_hmac_key
+        if key and sign is not False:
+            task_id = (body.get("data") or {}).get("taskId") or (body.get("data") or {}).get(
+                "task_id", ""
+            )
+            sent |= signed_headers(key, task_id, int(time.time()))
+        sent |= headers or {}
+        path = f"/callbacks/{product}" + (f"/{route}" if route else "")
+        async with self.http.post(self.url + path, data=raw, headers=sent) as response:
+            return response.status, await response.json(content_type=None)
+
+
+BotFactory = Callable[..., Awaitable[Bot]]
+
+
+@pytest.fixture
+async def fake_slack() -> AsyncIterator[FakeSlack]:
+    slack = await FakeSlack().start()
+    yield slack
+    await slack.stop()
+
+
+@pytest.fixture
+async def fake_kie() -> AsyncIterator[FakeKie]:
+    kie = await FakeKie().start()
+    yield kie
+    await kie.stop()
+
+
+@pytest.fixture
+async def start_bot(tmp_path: Path) -> AsyncIterator[BotFactory]:
+    """Start bots: `await start_bot(slack=..., kie=..., **settings)`; all stop at the end."""
+    started: list[Bot] = []
+
+    async def start(
+        slack: FakeSlack | None = None, kie: FakeKie | None = None, **overrides: Any
+    ) -> Bot:
+        settings = Settings(
+            host="127.0.0.1",
+            port=0,
+            database_path=tmp_path / "bot.db",
+            slack_bot_token="xoxb-test" if slack else None,
+            slack_signing_secret=SIGNING_SECRET,
+            slack_api_url=slack.api_url if slack else "http://127.0.0.1:9/api/",
+            kie_api_key=kie.api_key if kie else None,
+            kie_api_url=kie.url if kie else "http://127.0.0.1:9",
+            poll_interval=1,
+        )
+        settings = replace(settings, **overrides)
+        app = create_app(settings, pacer=ChannelPacer(rate=50, burst=50))
+        server = await LocalServer(app).start()
+        bot = Bot(server, aiohttp.ClientSession(), replace(settings, port=server.port))
+        started.append(bot)
+        return bot
+
+    yield start
+    for bot in reversed(started):
+        await bot.http.close()
+        await bot.server.stop()

@@ -1,0 +1,172 @@
+"""A fake Slack Web API: records every call, validates Block Kit, injects faults on demand."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+from slack_sdk.models.blocks import Block
+
+from tests.fakes.server import LocalServer
+
+
+@dataclass
+class Posted:
+    """A message as the fake Slack holds it."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None = None
+    updates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def content(self) -> str:
+        """Text and block JSON, for substring checks."""
+        return self.text + json.dumps(self.blocks)
+
+
+@dataclass
+class Fault:
+    """What the next call of `method` gets instead of a success."""
+
+    method: str
+    status: int = 200
+    error: str | None = None
+    retry_after: int | None = None
+    drop: bool = False
+
+
+class FakeSlack(LocalServer):
+    """Slack's Web API at `{url}/api/`; response URLs at `{url}/commands/...`."""
+
+    def __init__(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/commands/{rest:.*}", self._response_url)
+        super().__init__(app)
+        self.calls: list[tuple[str, dict[str, Any], float]] = []
+        self.messages: list[Posted] = []
+        self.responses: list[dict[str, Any]] = []
+        self.invalid: list[str] = []
+        self.faults: list[Fault] = []
+        self.channel_errors: dict[str, str] = {}
+        self.reject_images = False
+        self._ts = itertools.count(1)
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/"
+
+    def response_url(self, name: str = "1") -> str:
+        return f"{self.url}/commands/T000FAKE/{name}"
+
+    def fail_next(self, method: str, **kwargs: Any) -> None:
+        self.faults.append(Fault(method, **kwargs))
+
+    def in_channel(self, channel: str) -> list[Posted]:
+        return [m for m in self.messages if m.channel == channel]
+
+    def roots(self, channel: str) -> list[Posted]:
+        return [m for m in self.in_channel(channel) if m.thread_ts is None]
+
+    def replies(self, root: Posted) -> list[Posted]:
+        return [m for m in self.messages if m.thread_ts == root.ts]
+
+    def count(self, method: str) -> int:
+        return sum(1 for name, _, _ in self.calls if name == method)
+
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            raw = await request.read()
+            if request.content_type == "application/json":
+                params.update(json.loads(raw or b"{}"))
+            else:
+                params.update(dict(parse_qsl(raw.decode())))
+        return params
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        params = await self._params(request)
+        self.calls.append((method, params, time.monotonic()))
+        if not request.headers.get("Authorization", "").startswith("Bearer xoxb-"):
+            return web.json_response({"ok": False, "error": "not_authed"})
+        fault = next((f for f in self.faults if f.method == method), None)
+        if fault is not None:
+            self.faults.remove(fault)
+            if fault.drop:
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("dropped by the fake")
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
+            body = {"ok": False, "error": fault.error or f"http_{fault.status}"}
+            return web.json_response(body, status=fault.status, headers=headers)
+        if method == "auth.test":
+            return web.json_response(
+                {"ok": True, "team_id": "T000FAKE", "user_id": "U000BOT", "bot_id": "B000BOT"}
+            )
+        if method in ("chat.postMessage", "chat.update"):
+            return self._message(method, params)
+        return web.json_response({"ok": True})
+
+    def _message(self, method: str, params: dict[str, Any]) -> web.Response:
+        channel = str(params.get("channel", ""))
+        if channel in self.channel_errors:
+            return web.json_response({"ok": False, "error": self.channel_errors[channel]})
+        blocks = params.get("blocks") or []
+        if isinstance(blocks, str):
+            blocks = json.loads(blocks)
+        problem = _block_problem(params.get("text"), blocks)
+        if problem:
+            self.invalid.append(problem)
+            return web.json_response({"ok": False, "error": "invalid_blocks", "errors": [problem]})
+        if self.reject_images and any(b.get("type") == "image" for b in blocks):
+            return web.json_response(
+                {
+                    "ok": False,
+                    "error": "invalid_blocks",
+                    "errors": ["downloading image failed [json-pointer:/blocks/1/image_url]"],
+                    "response_metadata": {
+                        "messages": ["[ERROR] downloading image failed [json-pointer:/blocks/1/image_url]"]
+                    },
+                }
+            )
+        if method == "chat.update":
+            target = next((m for m in self.messages if m.ts == params.get("ts")), None)
+            if target is None or target.channel != channel:
+                return web.json_response({"ok": False, "error": "message_not_found"})
+            target.updates.append({"text": target.text, "blocks": target.blocks})
+            target.text, target.blocks = str(params["text"]), blocks
+            return web.json_response({"ok": True, "channel": channel, "ts": target.ts})
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        thread_ts = params.get("thread_ts") or None
+        self.messages.append(Posted(channel, ts, str(params["text"]), blocks, thread_ts))
+        return web.json_response({"ok": True, "channel": channel, "ts": ts})
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        self.responses.append(await request.json())
+        return web.Response(text="ok", content_type="text/plain")
+
+
+def _block_problem(text: Any, blocks: list[dict[str, Any]]) -> str | None:
+    """Why Slack would refuse this message, or None."""
+    if not isinstance(text, str) or not text.strip():
+        return "no_text: every message needs a notification text"
+    if len(blocks) > 50:
+        return "more than 50 blocks"
+    for block in blocks:
+        try:
+            parsed = Block.parse(block)
+            if parsed is None:
+                return f"unknown block {block!r}"
+            parsed.validate_json()
+        except Exception as exc:
+            return f"invalid block {block!r}: {exc}"
+    return None
