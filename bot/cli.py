@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PRODUCT",
         help=f"one of: {', '.join(PRODUCTS)}",
     )
-    send_parser.add_argument("file", metavar="FILE", help="a JSON callback body")
+    send_parser.add_argument("file", metavar="FILE", help="a JSON callback body (- for stdin)")
     send_parser.add_argument("--url", help="the bot's base URL (default http://127.0.0.1:$PORT)")
     commands.add_parser("check", help="validate the configuration and explain it")
     return parser
@@ -90,7 +90,7 @@ def serve(settings: Settings) -> int:
 def send(settings: Settings, slug: str, file: Path, base_url: str | None) -> int:
     """POST FILE as a `slug` callback, signed when a key is set; print the answer."""
     try:
-        body = file.read_bytes()
+        body = sys.stdin.buffer.read() if str(file) == "-" else file.read_bytes()
     except OSError as exc:
         print(f"kie-slack send: cannot read {file}: {exc.strerror}", file=sys.stderr)
         return 2

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 log = logging.getLogger(__name__)
+
+#: How long a write waits for another connection's lock before the store counts as unavailable.
+BUSY_TIMEOUT_MS = 2000
 
 #: Each entry moves the schema one version up; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -100,17 +103,19 @@ class StoreUnavailable(RuntimeError):
     """The database cannot be read or written right now."""
 
 
-class Database:
-    """One connection shared by the process; every statement runs under one lock.
+T = TypeVar("T")
 
-    A shared aiosqlite connection has one transaction at a time, so a transaction must not
-    interleave with another coroutine's statements: `transaction()` and the read helpers hold
-    the lock for their whole duration.
+
+class Database:
+    """One aiosqlite connection; each read or write is one synchronous function on its thread.
+
+    A whole transaction runs as one call on aiosqlite's worker thread: one hand-off per
+    transaction instead of one per statement, and no other coroutine's statements can fall
+    inside it.
     """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
-        self._lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -119,93 +124,69 @@ class Database:
             conn = await aiosqlite.connect(path, isolation_level=None)
         except Exception as exc:
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
-        conn.row_factory = aiosqlite.Row
         db = cls(conn)
         try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")
-            await conn.execute("PRAGMA busy_timeout=2000")
-            await db._migrate()
+            await db.run(_prepare)
         except Exception:
             await conn.close()
             raise
         return db
 
-    async def _migrate(self) -> None:
-        async with self._conn.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        version = int(row[0]) if row else 0
-        if version > len(MIGRATIONS):
-            raise StoreUnavailable(
-                f"database schema version {version} is newer than this program knows "
-                f"({len(MIGRATIONS)}); upgrade kie-slack"
-            )
-        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-            statements = [part.strip() for part in script.split(";") if part.strip()]
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in statements:
-                    await self._conn.execute(statement)
-                await self._conn.execute(f"PRAGMA user_version = {number}")
-                await self._conn.commit()
-            except Exception:
-                await self._conn.rollback()
-                raise
-            log.info("database migrated to schema version %d", number)
-
     async def close(self) -> None:
-        async with self._lock:
-            await self._conn.close()
+        await self._conn.close()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Transaction]:
-        """One write transaction; committed when the block ends, rolled back on error."""
-        async with self._lock:
-            try:
-                await self._conn.execute("BEGIN IMMEDIATE")
-            except Exception as exc:
-                raise StoreUnavailable(str(exc)) from exc
-            try:
-                yield Transaction(self._conn)
-                await self._conn.execute("COMMIT")
-            except BaseException as exc:
-                try:
-                    await self._conn.execute("ROLLBACK")
-                except Exception:  # the connection may already have rolled back
-                    log.debug("rollback after failure also failed", exc_info=True)
-                if isinstance(exc, aiosqlite.Error):
-                    raise StoreUnavailable(str(exc)) from exc
-                raise
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` on the database thread; sqlite errors become `StoreUnavailable`."""
+        try:
+            # aiosqlite's own queue to its worker thread (the call behind its public methods).
+            return await self._conn._execute(fn, self._conn._conn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except ValueError as exc:  # "no active connection" / "Connection closed"
+            raise StoreUnavailable(str(exc)) from exc
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        async with self._lock:
-            try:
-                return list(await self._conn.execute_fetchall(sql, params))
-            except aiosqlite.Error as exc:
-                raise StoreUnavailable(str(exc)) from exc
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` inside one write transaction: committed if it returns, rolled back if not."""
+        return await self.run(functools.partial(_in_transaction, fn))
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return await self.run(lambda conn: conn.execute(sql, params).fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        return await self.run(lambda conn: conn.execute(sql, params).fetchone())
 
 
-class Transaction:
-    """Statements inside one open transaction."""
+def _in_transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
 
-    async def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
-        """Run one statement; return the number of rows it changed."""
-        async with self._conn.execute(sql, params) as cursor:
-            return cursor.rowcount
+def _prepare(conn: sqlite3.Connection) -> None:
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > len(MIGRATIONS):
+        raise StoreUnavailable(
+            f"database schema version {version} is newer than this program knows "
+            f"({len(MIGRATIONS)}); upgrade kie-slack"
+        )
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        statements = [part.strip() for part in script.split(";") if part.strip()]
 
-    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        await self._conn.executemany(sql, rows)
+        def migrate(
+            conn: sqlite3.Connection, statements: list[str] = statements, number: int = number
+        ) -> None:
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[aiosqlite.Row]:
-        return list(await self._conn.execute_fetchall(sql, params))
-
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> aiosqlite.Row | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
+        _in_transaction(migrate, conn)
+        log.info("database migrated to schema version %d", number)

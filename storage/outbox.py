@@ -6,14 +6,13 @@ worker takes rows in id order per channel and marks each done, retried or failed
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import aiosqlite
-
-from storage.database import Database, Transaction
+from storage.database import Database
 
 Kind = Literal["root", "reply", "update", "notice"]
 
@@ -40,19 +39,19 @@ _INSERT = """INSERT INTO outbox (key, kind, channel, family, task_id, event_id, 
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"""
 
 
-async def enqueue_root(
-    tx: Transaction, family: str, task_id: str, channel: str, now: float
+def enqueue_root(
+    conn: sqlite3.Connection, family: str, task_id: str, channel: str, now: float
 ) -> None:
     """Queue the task's root message in `channel` (rendered from the task when it is sent)."""
     key = f"root:{family}:{task_id}:{channel}"
-    await tx.execute(_INSERT, (key, "root", channel, family, task_id, None, None, now, now))
+    conn.execute(_INSERT, (key, "root", channel, family, task_id, None, None, now, now))
 
 
-async def enqueue_news(
-    tx: Transaction, family: str, task_id: str, channel: str, event_id: int, now: float
+def enqueue_news(
+    conn: sqlite3.Connection, family: str, task_id: str, channel: str, event_id: int, now: float
 ) -> None:
     """Queue a thread reply for event `event_id` and an update of the root in `channel`."""
-    await tx.executemany(
+    conn.executemany(
         _INSERT,
         [
             (
@@ -71,11 +70,17 @@ async def enqueue_news(
     )
 
 
-async def enqueue_notice(
-    tx: Transaction, family: str, task_id: str, channel: str, key: str, text: str, now: float
+def enqueue_notice(
+    conn: sqlite3.Connection,
+    family: str,
+    task_id: str,
+    channel: str,
+    key: str,
+    text: str,
+    now: float,
 ) -> None:
     """Queue a plain message in the task's thread in `channel`; `key` makes it unique."""
-    await tx.execute(
+    conn.execute(
         _INSERT,
         (f"notice:{key}:{channel}", "notice", channel, family, task_id, None, text, now, now),
     )
@@ -112,7 +117,7 @@ class Outbox:
         )
         return (found["root_ts"], found["root_event_id"]) if found else (None, None)
 
-    async def event(self, event_id: int) -> aiosqlite.Row | None:
+    async def event(self, event_id: int) -> sqlite3.Row | None:
         return await self._db.fetchone("SELECT * FROM events WHERE id = ?", (event_id,))
 
     async def last_event_id(self, family: str, task_id: str) -> int | None:
@@ -127,18 +132,21 @@ class Outbox:
     ) -> None:
         """Mark `row` sent; for a root, remember its ts and the last event it showed."""
         now = self._clock()
-        async with self._db.transaction() as tx:
-            await tx.execute(
+
+        def write(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE outbox SET status = 'done', done_at = ?, attempts = attempts + 1 "
                 "WHERE id = ?",
                 (now, row.id),
             )
             if root_ts is not None:
-                await tx.execute(
+                conn.execute(
                     """UPDATE task_channels SET root_ts = ?, root_event_id = ?
                        WHERE family = ? AND task_id = ? AND channel = ?""",
                     (root_ts, shown_event, row.family, row.task_id, row.channel),
                 )
+
+        await self._db.write(write)
 
     async def skip(self, row: OutboxRow, reason: str) -> None:
         """Mark `row` as needing no call (its news was already shown)."""
@@ -150,12 +158,14 @@ class Outbox:
 
     async def retry(self, row: OutboxRow, error: str, delay: float) -> None:
         """Try `row` again in `delay` seconds."""
-        async with self._db.transaction() as tx:
-            await tx.execute(
+        params = (error[:500], self._clock() + delay, row.id)
+        await self._db.write(
+            lambda conn: conn.execute(
                 """UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?
                    WHERE id = ?""",
-                (error[:500], self._clock() + delay, row.id),
+                params,
             )
+        )
 
     async def counts(self) -> dict[str, int]:
         """Rows per status, for metrics."""
@@ -163,15 +173,17 @@ class Outbox:
         return {row[0]: row[1] for row in rows}
 
     async def _finish(self, row: OutboxRow, status: str, note: str) -> None:
-        async with self._db.transaction() as tx:
-            await tx.execute(
+        params = (status, note[:500], self._clock(), row.id)
+        await self._db.write(
+            lambda conn: conn.execute(
                 """UPDATE outbox SET status = ?, last_error = ?, done_at = ?,
                        attempts = attempts + 1 WHERE id = ?""",
-                (status, note[:500], self._clock(), row.id),
+                params,
             )
+        )
 
 
-def _row(row: aiosqlite.Row) -> OutboxRow:
+def _row(row: sqlite3.Row) -> OutboxRow:
     return OutboxRow(
         id=row["id"],
         key=row["key"],

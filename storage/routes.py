@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -18,16 +19,20 @@ class RouteStore:
 
     async def issue(self, channel: str, created_by: str | None = None) -> str:
         """The channel's route token, created on first use and the same ever after."""
-        async with self._db.transaction() as tx:
-            row = await tx.fetchone("SELECT token FROM routes WHERE channel = ?", (channel,))
+        now = self._clock()
+
+        def write(conn: sqlite3.Connection) -> str:
+            row = conn.execute("SELECT token FROM routes WHERE channel = ?", (channel,)).fetchone()
             if row is not None:
                 return str(row["token"])
             token = secrets.token_urlsafe(24)
-            await tx.execute(
+            conn.execute(
                 "INSERT INTO routes (token, channel, created_by, created_at) VALUES (?, ?, ?, ?)",
-                (token, channel, created_by, self._clock()),
+                (token, channel, created_by, now),
             )
             return token
+
+        return await self._db.write(write)
 
     async def channel_for(self, token: str) -> str | None:
         """The channel a token routes to, or None for an unknown token."""

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import aiosqlite
-
 from bot.kie.products import PRODUCTS
 from bot.kie.update import Source, State, TaskUpdate
-from storage.database import Database, Transaction
+from storage.database import Database
 from storage.outbox import enqueue_news, enqueue_root
 
 Clock = Callable[[], float]
@@ -55,6 +55,7 @@ class Applied:
     news: bool = False
     task: Task | None = None
     channels: tuple[str, ...] = ()
+    queued: bool = False
 
 
 def canonical_json(value: Any) -> str:
@@ -131,35 +132,12 @@ class TaskStore:
         the task yet. An update whose content was already stored is a duplicate and changes
         nothing. Returns after the commit.
         """
-        now = self._clock()
-        family = PRODUCTS[update.product].family
         body = canonical_json(update.raw)
-        content_hash = hashlib.sha256(body.encode()).hexdigest()
-        async with self._db.transaction() as tx:
-            old = await _select_task(tx, family, update.task_id)
-            task, news = merge(old, update, now)
-            event_id = await _insert_event(tx, family, update, body, content_hash, news, now)
-            if event_id is None:
-                return Applied(duplicate=True)
-            if old is None or task is not old:
-                await _upsert_task(tx, family, task)
-            following = await tx.fetchall(
-                "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
-                (family, update.task_id),
-            )
-            channels = tuple(row["channel"] for row in following)
-            queued = False
-            if not channels and channel is not None:
-                await _add_follower(tx, family, update.task_id, channel, now)
-                await enqueue_root(tx, family, update.task_id, channel, now)
-                channels, queued = (channel,), True
-            elif news:
-                for follower in channels:
-                    await enqueue_news(tx, family, update.task_id, follower, event_id, now)
-                queued = bool(channels)
-        if queued:
+        write = functools.partial(_apply, update, body, channel, self._clock())
+        applied = await self._db.write(write)
+        if applied.queued:
             self.outbox_ready.set()
-        return Applied(duplicate=False, news=news, task=task, channels=channels)
+        return applied
 
     async def follow(self, family: str, task_id: str, channel: str) -> bool:
         """Make `channel` follow a stored task (it gets the task's root message).
@@ -167,12 +145,17 @@ class TaskStore:
         Returns False when the channel already followed it.
         """
         now = self._clock()
-        async with self._db.transaction() as tx:
-            if not await _add_follower(tx, family, task_id, channel, now):
+
+        def write(conn: sqlite3.Connection) -> bool:
+            if not _add_follower(conn, family, task_id, channel, now):
                 return False
-            await enqueue_root(tx, family, task_id, channel, now)
-        self.outbox_ready.set()
-        return True
+            enqueue_root(conn, family, task_id, channel, now)
+            return True
+
+        added = await self._db.write(write)
+        if added:
+            self.outbox_ready.set()
+        return added
 
     async def get(self, family: str, task_id: str) -> Task | None:
         row = await self._db.fetchone(
@@ -202,15 +185,42 @@ class TaskStore:
         await self._db.fetchone("SELECT 1")
 
 
-async def _select_task(tx: Transaction, family: str, task_id: str) -> Task | None:
-    row = await tx.fetchone(
+def _apply(
+    update: TaskUpdate, body: str, channel: str | None, now: float, conn: sqlite3.Connection
+) -> Applied:
+    family = PRODUCTS[update.product].family
+    content_hash = hashlib.sha256(body.encode()).hexdigest()
+    old = _select_task(conn, family, update.task_id)
+    task, news = merge(old, update, now)
+    event_id = _insert_event(conn, family, update, body, content_hash, news, now)
+    if event_id is None:
+        return Applied(duplicate=True)
+    if old is None or task is not old:
+        _upsert_task(conn, family, task)
+    following = conn.execute(
+        "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
+        (family, update.task_id),
+    ).fetchall()
+    channels = tuple(row["channel"] for row in following)
+    if not channels and channel is not None:
+        _add_follower(conn, family, update.task_id, channel, now)
+        enqueue_root(conn, family, update.task_id, channel, now)
+        return Applied(False, news, task, (channel,), queued=True)
+    if news:
+        for follower in channels:
+            enqueue_news(conn, family, update.task_id, follower, event_id, now)
+    return Applied(False, news, task, channels, queued=news and bool(channels))
+
+
+def _select_task(conn: sqlite3.Connection, family: str, task_id: str) -> Task | None:
+    row = conn.execute(
         "SELECT * FROM tasks WHERE family = ? AND task_id = ?", (family, task_id)
-    )
+    ).fetchone()
     return _task(row) if row else None
 
 
-async def _insert_event(
-    tx: Transaction,
+def _insert_event(
+    conn: sqlite3.Connection,
     family: str,
     update: TaskUpdate,
     body: str,
@@ -218,7 +228,7 @@ async def _insert_event(
     news: bool,
     now: float,
 ) -> int | None:
-    row = await tx.fetchone(
+    row = conn.execute(
         """INSERT INTO events (family, task_id, product, source, content_hash, body, state,
                                video_urls, image_urls, code, message, prompt, news, received_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -240,12 +250,12 @@ async def _insert_event(
             int(news),
             now,
         ),
-    )
+    ).fetchone()
     return int(row[0]) if row else None
 
 
-async def _upsert_task(tx: Transaction, family: str, task: Task) -> None:
-    await tx.execute(
+def _upsert_task(conn: sqlite3.Connection, family: str, task: Task) -> None:
+    conn.execute(
         """INSERT INTO tasks (family, task_id, product, state, video_urls, image_urls, code,
                               message, prompt, source, created_at, updated_at, finished_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -272,18 +282,18 @@ async def _upsert_task(tx: Transaction, family: str, task: Task) -> None:
     )
 
 
-async def _add_follower(
-    tx: Transaction, family: str, task_id: str, channel: str, now: float
+def _add_follower(
+    conn: sqlite3.Connection, family: str, task_id: str, channel: str, now: float
 ) -> bool:
-    changed = await tx.execute(
+    cursor = conn.execute(
         """INSERT INTO task_channels (family, task_id, channel, followed_at) VALUES (?, ?, ?, ?)
            ON CONFLICT DO NOTHING""",
         (family, task_id, channel, now),
     )
-    return changed > 0
+    return cursor.rowcount > 0
 
 
-def _task(row: aiosqlite.Row) -> Task:
+def _task(row: sqlite3.Row) -> Task:
     return Task(
         product=row["product"],
         task_id=row["task_id"],
@@ -300,7 +310,7 @@ def _task(row: aiosqlite.Row) -> Task:
     )
 
 
-def event_update(row: aiosqlite.Row) -> TaskUpdate:
+def event_update(row: sqlite3.Row) -> TaskUpdate:
     """The `TaskUpdate` an event row recorded."""
     return TaskUpdate(
         product=row["product"],

@@ -115,7 +115,10 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[BotFactory]:
     started: list[Bot] = []
 
     async def start(
-        slack: FakeSlack | None = None, kie: FakeKie | None = None, **overrides: Any
+        slack: FakeSlack | None = None,
+        kie: FakeKie | None = None,
+        pacer: ChannelPacer | None = None,
+        **overrides: Any,
     ) -> Bot:
         settings = Settings(
             host="127.0.0.1",
@@ -129,7 +132,7 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[BotFactory]:
             poll_interval=1,
         )
         settings = replace(settings, **overrides)
-        app = create_app(settings, pacer=ChannelPacer(rate=50, burst=50))
+        app = create_app(settings, pacer=pacer or ChannelPacer(rate=50, burst=50))
         server = await LocalServer(app).start()
         bot = Bot(server, aiohttp.ClientSession(), replace(settings, port=server.port))
         started.append(bot)

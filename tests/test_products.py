@@ -169,7 +169,9 @@ def test_poll_answers(product, name, state, videos):
 
 
 def test_poll_and_callback_agree_on_results():
-    polled = PRODUCTS["veo"].parse_poll(json.loads((POLLS / "veo-record-info-success.json").read_text()), "x")
+    polled = PRODUCTS["veo"].parse_poll(
+        json.loads((POLLS / "veo-record-info-success.json").read_text()), "x"
+    )
     called = PRODUCTS["veo"].parse_callback(load("veo-success.json"))
     assert (polled.task_id, polled.state, polled.video_urls, polled.prompt) == (
         called.task_id,

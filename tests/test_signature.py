@@ -12,10 +12,17 @@ def test_documented_vectors():
     for name in ("_signed-request-veo.json", "_signed-request-runway.json"):
         vector = json.loads((CALLBACKS / name).read_text())
         task_id, timestamp = vector["signedMessage"].rsplit(".", 1)
-        assert sign(vector["webhookHmacKey"], task_id, timestamp) == vector["headers"]["X-Webhook-Signature"]
+        assert (
+            sign(vector["webhookHmacKey"], task_id, timestamp)
+            == vector["headers"]["X-Webhook-Signature"]
+        )
         assert (
             signature_problem(
-                vector["webhookHmacKey"], task_id, vector["headers"], now=int(timestamp), tolerance=1
+                vector["webhookHmacKey"],
+                task_id,
+                vector["headers"],
+                now=int(timestamp),
+                tolerance=1,
             )
             is None
         )

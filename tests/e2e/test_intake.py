@@ -54,7 +54,9 @@ async def test_same_content_in_another_key_order_is_a_duplicate(start_bot):
 
 async def test_a_different_body_for_the_same_task_is_news(start_bot):
     bot = await start_bot()
-    assert (await bot.callback("veo", load("veo-fail-500-internal.json")))[1]["status"] == "received"
+    assert (await bot.callback("veo", load("veo-fail-500-internal.json")))[1][
+        "status"
+    ] == "received"
     assert (await bot.callback("veo", load("veo-success.json")))[1]["status"] == "received"
     states = [state for _, _, state in stored_events(bot)]
     assert states == ["failed", "succeeded"]
@@ -65,7 +67,9 @@ async def test_every_callback_fixture_is_accepted(start_bot):
     for path in sorted(CALLBACKS.glob("*.json")):
         if path.name.startswith("_"):
             continue
-        product = next(p for p in ("veo-4k", "suno-mp4", "veo", "runway", "luma") if path.name.startswith(p))
+        product = next(
+            p for p in ("veo-4k", "suno-mp4", "veo", "runway", "luma") if path.name.startswith(p)
+        )
         status, answer = await bot.callback(product, json.loads(path.read_text()))
         assert status == 200, (path.name, answer)
 
@@ -181,7 +185,10 @@ async def test_a_store_that_cannot_write_answers_503_and_recovers(start_bot):
     finally:
         locker.rollback()
         locker.close()
-    assert await bot.callback("runway", load("runway-success.json")) == (200, {"status": "received"})
+    assert await bot.callback("runway", load("runway-success.json")) == (
+        200,
+        {"status": "received"},
+    )
 
 
 async def test_healthz(start_bot):
@@ -206,7 +213,10 @@ async def test_metrics_count_callbacks(start_bot):
 
 async def test_signed_fixture_verifies(start_bot):
     bot = await start_bot(kie_webhook_hmac_key=HMAC_KEY, kie_signature_tolerance=10**9)
-    for name, product in (("_signed-request-veo.json", "veo"), ("_signed-request-runway.json", "runway")):
+    for name, product in (
+        ("_signed-request-veo.json", "veo"),
+        ("_signed-request-runway.json", "runway"),
+    ):
         vector = json.loads((CALLBACKS / name).read_text())
         status, answer = await bot.callback(
             product, vector["body"], sign=False, headers=vector["headers"]

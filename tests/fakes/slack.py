@@ -134,7 +134,9 @@ class FakeSlack(LocalServer):
                     "error": "invalid_blocks",
                     "errors": ["downloading image failed [json-pointer:/blocks/1/image_url]"],
                     "response_metadata": {
-                        "messages": ["[ERROR] downloading image failed [json-pointer:/blocks/1/image_url]"]
+                        "messages": [
+                            "[ERROR] downloading image failed [json-pointer:/blocks/1/image_url]"
+                        ]
                     },
                 }
             )

@@ -1,0 +1,139 @@
+"""The bot as a process: defaults, the CLI, configuration errors, crash and restart, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+from tests.conftest import CALLBACKS, eventually, load
+from tests.e2e.processes import BotProcess, free_port
+
+VEO = str(CALLBACKS / "veo-success.json")
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_serve_with_no_environment_then_send_twice(tmp_path):
+    bot = BotProcess({}, tmp_path, 3000)
+    try:
+        bot.wait_healthy()
+        first = cli("send", "veo", VEO, cwd=tmp_path)
+        second = cli("send", "veo", VEO, cwd=tmp_path)
+        assert (first.returncode, first.stdout.strip()) == (0, '{"status":"received"}')
+        assert (second.returncode, second.stdout.strip()) == (0, '{"status":"duplicate"}')
+        assert (tmp_path / "kie-slack.db").exists()
+    finally:
+        assert bot.terminate() == 0
+    output = bot.output()
+    assert "3f9c2a7b1d4e_0.mp4" in output  # console mode printed the card
+    assert "Traceback" not in output
+
+
+def test_send_signs_when_a_key_is_set(tmp_path):
+    port = free_port()
+    env = {"PORT": str(port), "KIE_WEBHOOK_HMAC_KEY": "k3y", "DATABASE_URL": "sqlite:///s.db"}
+    bot = BotProcess(env, tmp_path, port)
+    try:
+        bot.wait_healthy()
+        assert cli("send", "veo", VEO, env=env).stdout.strip() == '{"status":"received"}'
+        unsigned = cli("send", "veo", VEO, env={"PORT": str(port)})
+        assert unsigned.returncode == 1 and "X-Webhook-Signature" in unsigned.stdout
+    finally:
+        bot.terminate()
+
+
+def test_send_reports_errors(tmp_path):
+    missing = cli("send", "veo", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
+    down = cli("send", "veo", VEO, "--url", "http://127.0.0.1:9")
+    assert down.returncode == 1 and "cannot reach" in down.stderr
+    unknown = cli("send", "sora", VEO)
+    assert unknown.returncode == 2 and "veo" in unknown.stderr
+
+
+def test_malformed_variable_stops_start_with_one_line(tmp_path):
+    for name, value in (
+        ("PORT", "abc"),
+        ("KIE_API_URL", "api.kie.ai"),
+        ("POLL_INTERVAL", "-5"),
+        ("DATABASE_URL", "postgres://x"),
+        ("LOG_LEVEL", "LOUD"),
+        ("KIE_SIGNATURE_TOLERANCE", "soon"),
+    ):
+        result = cli("serve", env={name: value}, cwd=tmp_path)
+        assert result.returncode == 2, name
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and name in lines[0], (name, result.stderr)
+
+
+def test_check_explains_the_configuration(tmp_path):
+    ok = cli("check", env={"DATABASE_URL": "sqlite:///c.db"}, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stdout
+    assert "console mode" in ok.stdout and "KIE_API_KEY is not set" in ok.stdout
+    assert "usable" in ok.stdout.splitlines()[-1]
+    secret = "xoxb-super-secret-token"
+    configured = cli(
+        "check",
+        env={
+            "DATABASE_URL": "sqlite:///c.db",
+            "SLACK_BOT_TOKEN": secret,
+            "KIE_WEBHOOK_HMAC_KEY": "hmac-secret",
+        },
+        cwd=tmp_path,
+    )
+    assert configured.returncode == 0
+    assert secret not in configured.stdout and "hmac-secret" not in configured.stdout
+    bad = cli("check", env={"PORT": "x"}, cwd=tmp_path)
+    assert bad.returncode != 0 and "PORT" in bad.stdout
+    unusable = cli("check", env={"DATABASE_URL": "sqlite:////nonexistent/dir/x.db"}, cwd=tmp_path)
+    assert unusable.returncode == 1 and "NOT usable" in unusable.stdout
+
+
+async def test_killed_after_acknowledging_delivers_after_restart_none_twice(tmp_path, fake_slack):
+    port = free_port()
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'crash.db'}",
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "KIE_DEFAULT_CHANNEL": "CCRASH",
+        "SLACK_API_URL": "http://127.0.0.1:9/api/",  # Slack unreachable before the crash
+    }
+    first = BotProcess(env, tmp_path, port)
+    await asyncio.to_thread(first.wait_healthy)
+    body = load("runway-success.json")
+    for number in range(5):
+        body["data"]["task_id"] = f"crash-{number}"
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bot", "send", "runway", "-"],
+            input=json.dumps(body),
+            capture_output=True,
+            text=True,
+            env={"PATH": "/usr/bin:/bin", "PORT": str(port)},
+        )
+        assert result.stdout.strip() == '{"status":"received"}', result
+    first.kill()
+
+    second = BotProcess({**env, "SLACK_API_URL": fake_slack.api_url}, tmp_path, port)
+    await asyncio.to_thread(second.wait_healthy)
+    await eventually(lambda: len(fake_slack.roots("CCRASH")) == 5, timeout=20)
+    second.kill()
+    third = BotProcess({**env, "SLACK_API_URL": fake_slack.api_url}, tmp_path, port)
+    await asyncio.to_thread(third.wait_healthy)
+    await asyncio.sleep(0.5)
+    assert third.terminate() == 0
+    texts = sorted(m.text for m in fake_slack.roots("CCRASH"))
+    assert len(texts) == 5
+    assert [sum(f"crash-{n}" in t for t in texts) for n in range(5)] == [1] * 5
