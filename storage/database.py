@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
@@ -15,6 +16,8 @@ log = logging.getLogger(__name__)
 
 #: How long a write waits for another connection's lock before the store counts as unavailable.
 BUSY_TIMEOUT_MS = 2000
+#: The most writes grouped into one transaction.
+MAX_BATCH = 200
 
 #: Each entry moves the schema one version up; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -116,6 +119,8 @@ class Database:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, path: Path) -> Database:
@@ -146,14 +151,70 @@ class Database:
             raise StoreUnavailable(str(exc)) from exc
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn` inside one write transaction: committed if it returns, rolled back if not."""
-        return await self.run(functools.partial(_in_transaction, fn))
+        """Run `fn` in a write transaction: committed if it returns, rolled back if it raises.
+
+        Writes that arrive while another is running are grouped into one transaction (each in
+        its own savepoint, so one failing write does not undo the others): under load, many
+        writes share one hand-off to the database thread and one commit.
+        """
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._writes.append((fn, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
+        return await future
+
+    async def _write_pending(self) -> None:
+        while self._writes:
+            batch, self._writes = self._writes[:MAX_BATCH], self._writes[MAX_BATCH:]
+            try:
+                results = await self.run(
+                    functools.partial(
+                        _in_transaction, functools.partial(_each, [f for f, _ in batch])
+                    )
+                )
+            except BaseException as exc:
+                error = exc if isinstance(exc, Exception) else StoreUnavailable("cancelled")
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, _Failed):
+                    future.set_exception(result.error)
+                else:
+                    future.set_result(result)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return await self.run(lambda conn: conn.execute(sql, params).fetchall())
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         return await self.run(lambda conn: conn.execute(sql, params).fetchone())
+
+
+class _Failed:
+    """The exception one write of a batch raised (its savepoint was rolled back)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _each(fns: list[Callable[[sqlite3.Connection], Any]], conn: sqlite3.Connection) -> list[Any]:
+    results: list[Any] = []
+    for fn in fns:
+        conn.execute("SAVEPOINT one_write")
+        try:
+            results.append(fn(conn))
+        except Exception as exc:
+            conn.execute("ROLLBACK TO one_write")
+            results.append(
+                _Failed(StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc)
+            )
+        conn.execute("RELEASE one_write")
+    return results
 
 
 def _in_transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:

@@ -94,9 +94,16 @@ class Outbox:
         self._clock = clock
 
     async def pending_channels(self) -> list[str]:
-        """Channels with rows still to send."""
+        """Channels with rows still to send (a skip-scan of the pending index: one probe per
+        channel, however many rows wait)."""
         rows = await self._db.fetchall(
-            "SELECT DISTINCT channel FROM outbox WHERE status = 'pending'"
+            """WITH RECURSIVE pending(channel) AS (
+                   SELECT MIN(channel) FROM outbox WHERE status = 'pending'
+                   UNION ALL
+                   SELECT (SELECT MIN(channel) FROM outbox
+                           WHERE status = 'pending' AND channel > pending.channel)
+                   FROM pending WHERE pending.channel IS NOT NULL)
+               SELECT channel FROM pending WHERE channel IS NOT NULL"""
         )
         return [row["channel"] for row in rows]
 

@@ -197,11 +197,13 @@ def _apply(
         return Applied(duplicate=True)
     if old is None or task is not old:
         _upsert_task(conn, family, task)
-    following = conn.execute(
-        "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
-        (family, update.task_id),
-    ).fetchall()
-    channels = tuple(row["channel"] for row in following)
+    channels: tuple[str, ...] = ()
+    if old is not None:  # only a stored task can have followers
+        following = conn.execute(
+            "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
+            (family, update.task_id),
+        ).fetchall()
+        channels = tuple(row["channel"] for row in following)
     if not channels and channel is not None:
         _add_follower(conn, family, update.task_id, channel, now)
         enqueue_root(conn, family, update.task_id, channel, now)

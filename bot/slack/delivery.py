@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 #: Unknown Slack errors are retried this many times before the row is kept as failed.
 MAX_UNKNOWN_ATTEMPTS = 5
+#: The shortest time between two looks for channels with work.
+SCAN_INTERVAL = 0.01
 #: The longest wait between two tries of one row.
 MAX_BACKOFF = 300.0
 
@@ -107,6 +109,7 @@ class Delivery:
                     )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=30)
+            await asyncio.sleep(SCAN_INTERVAL)  # many wake-ups in a burst make one scan
 
     async def _drain(self, channel: str) -> None:
         try:
