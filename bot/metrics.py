@@ -12,6 +12,7 @@ class Metrics:
     _HELP: ClassVar[dict[str, str]] = {
         "kie_callbacks_total": "Callbacks answered, by product and answer.",
         "kie_polls_total": "Polls of kie.ai, by product and outcome.",
+        "kie_requests_total": "Requests to kie.ai's API, by path and envelope code.",
         "slack_calls_total": "Slack Web API calls, by method and outcome.",
     }
 

@@ -12,15 +12,20 @@ from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.kie.client import KieClient
 from bot.metrics import Metrics
+from bot.polling import Poller, start_scheduler
+from bot.slack.bolt import build_bolt
 from bot.slack.delivery import ChannelPacer, Delivery
 from bot.slack.gateway import ConsoleGateway, SlackGateway, WebApiGateway
 from handlers.callbacks import CallbackIntake
+from handlers.commands import Commands
 from handlers.ops import Ops
 from handlers.responses import json_error
 from handlers.slack_events import SlackEvents
 from storage.database import Database
 from storage.outbox import Outbox
+from storage.polls import PollSchedule
 from storage.routes import RouteStore
 from storage.tasks import TaskStore
 
@@ -50,6 +55,7 @@ def create_app(
 ) -> web.Application:
     """The whole bot as one aiohttp application; nothing starts until the app does."""
     app = web.Application(middlewares=[_json_errors])
+    slack_events = SlackEvents()
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     fallback = settings.kie_default_channel or (CONSOLE_CHANNEL if settings.console_mode else None)
@@ -82,7 +88,34 @@ def create_app(
         yield
         await worker.stop()
 
-    app.cleanup_ctx.extend([storage, http, delivery])
+    async def kie(app: web.Application) -> AsyncIterator[None]:
+        client = None
+        if settings.kie_api_key is not None:
+            client = KieClient(app[HTTP], settings.kie_api_url, settings.kie_api_key, app[METRICS])
+        schedule = PollSchedule(app[DATABASE], app[TASKS], clock=clock)
+        if settings.slack_signing_secret is not None:
+            commands = Commands(settings, app[TASKS], app[ROUTES], schedule, client, clock=clock)
+            web_client = slack_client(settings, app[HTTP]) if settings.slack_bot_token else None
+            slack_events.bolt = build_bolt(settings.slack_signing_secret, web_client, commands)
+        scheduler = None
+        if client is None:
+            log.info("KIE_API_KEY is not set: no polling")
+        else:
+            poller = Poller(
+                schedule,
+                app[TASKS],
+                client,
+                app[METRICS],
+                interval=settings.poll_interval,
+                clock=clock,
+            )
+            scheduler = start_scheduler(poller, tick_seconds=min(5.0, settings.poll_interval / 2))
+        yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
+        slack_events.bolt = None
+
+    app.cleanup_ctx.extend([storage, http, delivery, kie])
 
     async def started(app: web.Application) -> None:
         if settings.kie_webhook_hmac_key is None:
@@ -108,7 +141,6 @@ def create_app(
     async def metrics(request: web.Request) -> web.StreamResponse:
         return await Ops(app[TASKS], app[OUTBOX], app[METRICS]).metrics_page(request)
 
-    slack_events = SlackEvents()
     app.router.add_post("/callbacks/{product}", callbacks)
     app.router.add_post("/callbacks/{product}/{route}", callbacks)
     app.router.add_get("/healthz", healthz)

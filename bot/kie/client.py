@@ -1,0 +1,182 @@
+"""The kie.ai API client: one aiohttp session, Bearer auth, the envelope rule, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from bot.kie.payload import code_of, message_of
+from bot.kie.products import PayloadError, Product
+from bot.kie.update import TaskUpdate
+from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+#: Codes worth another try: rate limited, maintenance, server errors.
+RETRYABLE = frozenset({429, 455, 500, 502, 503, 504})
+#: Codes that mean "no such task" on the record endpoints.
+NOT_FOUND = frozenset({404, 422})
+
+
+class KieError(Exception):
+    """A kie.ai call that did not give an answer; `str()` is one line for a person."""
+
+    def __init__(self, kind: str, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind  # "auth", "credits", "not_found", "invalid", "unavailable"
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """kie.ai's `{"code", "msg", "data"}`; `code` is the real status, whatever the HTTP one."""
+
+    code: int
+    message: str
+    data: Any
+    body: Mapping[str, Any]
+
+
+class RateLimiter:
+    """At most `rate` request starts per second, in order of arrival."""
+
+    def __init__(self, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+                now = self._next
+            self._next = now + self._interval
+
+
+class KieClient:
+    """kie.ai's API on a shared session; every request waits its turn in the rate limiter."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        api_key: str,
+        metrics: Metrics,
+        *,
+        rate: float = 10.0,
+        attempts: int = 3,
+        timeout: float = 15.0,
+        backoff: float = 0.5,
+    ) -> None:
+        self._session = session
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
+        self._metrics = metrics
+        self._limiter = RateLimiter(rate)
+        self._attempts = attempts
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._backoff = backoff
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> Envelope:
+        """GET `path`; retry what can pass; raise `KieError` for any answer but code 200."""
+        problem = "no answer"
+        for attempt in range(self._attempts):
+            if attempt:
+                await asyncio.sleep(self._backoff * 2 ** (attempt - 1) * (1 + random.random()))
+            await self._limiter.wait()
+            try:
+                envelope = await self._request(path, params)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                problem = f"network error: {type(exc).__name__}"
+                continue
+            if envelope.code == 200:
+                return envelope
+            if envelope.code in RETRYABLE:
+                problem = f"code {envelope.code}: {envelope.message or 'no message'}"
+                continue
+            raise _error(envelope)
+        raise KieError("unavailable", f"kie.ai is not answering ({problem})")
+
+    async def _request(self, path: str, params: Mapping[str, str] | None) -> Envelope:
+        async with self._session.get(
+            self._base + path, params=params, headers=self._headers, timeout=self._timeout
+        ) as response:
+            raw = await response.read()
+            status = response.status
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, Mapping):
+            body = {"code": status, "msg": f"HTTP {status} with no JSON envelope"}
+        code = code_of(body.get("code"))
+        if code is None:
+            code = status if status != 200 else 500
+        self._metrics.inc("kie_requests_total", path=path, code=str(code))
+        return Envelope(code, message_of(body), body.get("data"), body)
+
+    async def record(self, product: Product, task_id: str) -> TaskUpdate:
+        """The task's state as kie.ai reports it, as a `TaskUpdate` from the product's poller."""
+        try:
+            envelope = await self.get(product.poll_path, {"taskId": task_id})
+        except KieError as exc:
+            if exc.kind in ("not_found", "invalid"):
+                raise KieError(
+                    "not_found", f"kie.ai has no {product.slug} task {task_id}"
+                ) from None
+            raise
+        try:
+            return product.parse_poll(envelope.body, task_id)
+        except PayloadError as exc:
+            raise KieError(
+                "not_found", f"kie.ai has no {product.slug} task {task_id} ({exc})"
+            ) from None
+
+    async def find(self, task_id: str, products: tuple[Product, ...]) -> TaskUpdate | None:
+        """Ask each product's endpoint about `task_id` (at once); the first record found, or None.
+
+        Raises the first error other than "not found" when no product knows the task.
+        """
+        results = await asyncio.gather(
+            *(self.record(product, task_id) for product in products), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, TaskUpdate):
+                return result
+        for result in results:
+            if isinstance(result, KieError) and result.kind != "not_found":
+                raise result
+            if isinstance(result, BaseException) and not isinstance(result, KieError):
+                raise result
+        return None
+
+    async def credits(self) -> float:
+        """The account's remaining credits."""
+        envelope = await self.get("/api/v1/chat/credit")
+        if isinstance(envelope.data, bool) or not isinstance(envelope.data, int | float):
+            raise KieError("unavailable", "kie.ai answered the credit query without a number")
+        return float(envelope.data)
+
+
+def _error(envelope: Envelope) -> KieError:
+    code, message = envelope.code, envelope.message or "no message"
+    if code == 401:
+        return KieError(
+            "auth", f"kie.ai refused the API key (401: {message}); check KIE_API_KEY", code
+        )
+    if code == 402:
+        return KieError("credits", f"the kie.ai account is out of credits (402: {message})", code)
+    if code in NOT_FOUND:
+        return KieError(
+            "not_found" if code == 404 else "invalid", f"kie.ai: {code} {message}", code
+        )
+    return KieError("invalid", f"kie.ai answered {code}: {message}", code)

@@ -1,0 +1,98 @@
+"""Polling kie.ai for tasks whose callback is late: one APScheduler job, the schedule in SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.kie.client import KieClient, KieError
+from bot.kie.products import PRODUCTS
+from bot.metrics import Metrics
+from storage.database import StoreUnavailable
+from storage.polls import DuePoll, PollSchedule
+from storage.tasks import TaskStore
+
+log = logging.getLogger(__name__)
+
+#: The longest wait between two polls of one task after errors.
+MAX_POLL_BACKOFF = 600.0
+
+
+def gave_up_text(task_id: str) -> str:
+    return (
+        f"I stopped asking kie.ai about task {task_id}: it has not finished after a day. "
+        f"Check it by hand with /kie status {task_id}, or in the kie.ai dashboard's logs."
+    )
+
+
+class Poller:
+    """Each tick polls the tasks that are due, a few at a time, and schedules their next poll."""
+
+    def __init__(
+        self,
+        schedule: PollSchedule,
+        tasks: TaskStore,
+        client: KieClient,
+        metrics: Metrics,
+        *,
+        interval: float,
+        clock: Callable[[], float] = time.time,
+        concurrency: int = 10,
+    ) -> None:
+        self._schedule = schedule
+        self._tasks = tasks
+        self._client = client
+        self._metrics = metrics
+        self._interval = interval
+        self._clock = clock
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def tick(self) -> None:
+        """Poll every due task (the client keeps kie.ai at 10 requests per second)."""
+        try:
+            due = await self._schedule.due()
+        except StoreUnavailable as exc:
+            log.error("cannot read the poll schedule: %s", exc)
+            return
+        await asyncio.gather(*(self._poll(poll) for poll in due))
+
+    async def _poll(self, poll: DuePoll) -> None:
+        async with self._slots:
+            try:
+                await self._poll_one(poll)
+            except StoreUnavailable as exc:
+                log.error("poll of %s not recorded: %s", poll.task_id, exc)
+
+    async def _poll_one(self, poll: DuePoll) -> None:
+        if self._clock() >= poll.until:
+            log.warning("giving up on task %s after a day without a final answer", poll.task_id)
+            await self._schedule.give_up(poll, gave_up_text(poll.task_id))
+            return
+        product = PRODUCTS[poll.product]
+        try:
+            update = await self._client.record(product, poll.task_id)
+        except KieError as exc:
+            delay = min(MAX_POLL_BACKOFF, self._interval * 2 ** (poll.failures + 1))
+            log.warning("poll of %s failed (%s); next try in %.0f s", poll.task_id, exc, delay)
+            self._metrics.inc("kie_polls_total", product=product.slug, outcome=exc.kind)
+            await self._schedule.next(poll, delay, failed=True)
+            return
+        self._metrics.inc("kie_polls_total", product=product.slug, outcome=update.state.value)
+        await self._tasks.apply(update)
+        await self._schedule.next(poll, self._interval, failed=False)
+
+
+def start_scheduler(poller: Poller, tick_seconds: float) -> AsyncIOScheduler:
+    """An APScheduler with one interval job that runs `poller.tick`; must be called in the loop."""
+    scheduler = AsyncIOScheduler(
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
+    )
+    scheduler.add_job(
+        poller.tick, "interval", seconds=tick_seconds, id="poll-due-tasks", replace_existing=True
+    )
+    scheduler.start()
+    return scheduler

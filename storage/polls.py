@@ -1,0 +1,100 @@
+"""The poll schedule, kept in the tasks table so a restart resumes it."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from storage.database import Database
+from storage.outbox import enqueue_notice
+from storage.tasks import TaskStore
+
+#: A followed task with no news for this long is polled without anyone asking.
+QUIET_AFTER = 600.0
+#: Polling of one task stops this long after it began.
+FOLLOW_FOR = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class DuePoll:
+    """A task whose next poll is due."""
+
+    family: str
+    task_id: str
+    product: str
+    failures: int
+    until: float
+
+
+class PollSchedule:
+    """When each running task is polled next, and until when."""
+
+    def __init__(
+        self, db: Database, tasks: TaskStore, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._db = db
+        self._tasks = tasks
+        self._clock = clock
+
+    async def start(self, family: str, task_id: str, *, delay: float) -> None:
+        """Poll the task in `delay` s and on until it ends or `FOLLOW_FOR` passes."""
+        now = self._clock()
+        await self._db.write(
+            lambda conn: conn.execute(
+                """UPDATE tasks SET next_poll_at = ?, poll_failures = 0,
+                       poll_until = MAX(COALESCE(poll_until, 0), ?)
+                   WHERE family = ? AND task_id = ? AND state = 'running'""",
+                (now + delay, now + FOLLOW_FOR, family, task_id),
+            )
+        )
+
+    async def due(self, limit: int = 50) -> list[DuePoll]:
+        """Running tasks whose poll is due, and followed running tasks quiet for too long."""
+        now = self._clock()
+        rows = await self._db.fetchall(
+            """SELECT family, task_id, product, poll_failures, poll_until FROM tasks
+               WHERE state = 'running' AND next_poll_at <= ?
+               UNION
+               SELECT t.family, t.task_id, t.product, t.poll_failures, ? FROM tasks t
+               WHERE t.state = 'running' AND t.next_poll_at IS NULL AND t.poll_until IS NULL
+                 AND t.updated_at <= ? AND EXISTS (SELECT 1 FROM task_channels c
+                     WHERE c.family = t.family AND c.task_id = t.task_id)
+               LIMIT ?""",
+            (now, now + FOLLOW_FOR, now - QUIET_AFTER, limit),
+        )
+        return [DuePoll(r[0], r[1], r[2], r[3], r[4] or now + FOLLOW_FOR) for r in rows]
+
+    async def next(self, poll: DuePoll, delay: float, *, failed: bool) -> None:
+        """Poll again in `delay` s (counting a failure when `failed`)."""
+        now = self._clock()
+        await self._db.write(
+            lambda conn: conn.execute(
+                """UPDATE tasks SET next_poll_at = CASE WHEN state = 'running' THEN ? END,
+                       poll_until = ?, poll_failures = CASE WHEN ? THEN poll_failures + 1 ELSE 0 END
+                   WHERE family = ? AND task_id = ?""",
+                (now + delay, poll.until, failed, poll.family, poll.task_id),
+            )
+        )
+
+    async def give_up(self, poll: DuePoll, text: str) -> None:
+        """Stop polling the task and tell each following channel, in its thread, with `text`."""
+        now = self._clock()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            conn.execute(
+                "UPDATE tasks SET next_poll_at = NULL, poll_until = -1 "
+                "WHERE family = ? AND task_id = ?",
+                (poll.family, poll.task_id),
+            )
+            channels = conn.execute(
+                "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
+                (poll.family, poll.task_id),
+            ).fetchall()
+            for (channel,) in channels:
+                enqueue_notice(conn, poll.family, poll.task_id, channel, "gave-up", text, now)
+            return bool(channels)
+
+        if await self._db.write(write):
+            self._tasks.outbox_ready.set()
