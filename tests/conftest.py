@@ -142,3 +142,45 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[BotFactory]:
     for bot in reversed(started):
         await bot.http.close()
         await bot.server.stop()
+
+
+async def slash(
+    bot: Bot,
+    slack: FakeSlack,
+    text: str,
+    *,
+    channel: str = "C0CMD",
+    user: str = "U0USER",
+    secret: str = SIGNING_SECRET,
+) -> tuple[int, Any]:
+    """A signed `/kie` slash command over HTTP; returns the HTTP status and the JSON answer."""
+    from urllib.parse import urlencode
+
+    from slack_sdk.signature import SignatureVerifier
+
+    body = urlencode(
+        {
+            "team_id": "T000FAKE",
+            "channel_id": channel,
+            "user_id": user,
+            "command": "/kie",
+            "text": text,
+            "trigger_id": "1.2.3",
+            "api_app_id": "A0APP",
+            "response_url": slack.response_url(),
+        }
+    )
+    timestamp = str(int(time.time()))
+    headers = {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(
+            timestamp=timestamp, body=body
+        ),
+    }
+    async with bot.http.post(f"{bot.url}/slack/events", data=body, headers=headers) as response:
+        raw = await response.text()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, raw
