@@ -100,6 +100,7 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
     slack = await FakeSlack().start()
     yield slack
     await slack.stop()
+    assert slack.invalid == [], "the bot sent messages Slack would refuse"
 
 
 @pytest.fixture

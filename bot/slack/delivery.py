@@ -107,9 +107,9 @@ class Delivery:
                     self._drainers[channel] = asyncio.create_task(
                         self._drain(channel), name=f"delivery-{channel}"
                     )
+            await asyncio.sleep(SCAN_INTERVAL)  # wake-ups during a burst make one scan
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=30)
-            await asyncio.sleep(SCAN_INTERVAL)  # many wake-ups in a burst make one scan
 
     async def _drain(self, channel: str) -> None:
         try:

@@ -137,3 +137,51 @@ async def test_killed_after_acknowledging_delivers_after_restart_none_twice(tmp_
     texts = sorted(m.text for m in fake_slack.roots("CCRASH"))
     assert len(texts) == 5
     assert [sum(f"crash-{n}" in t for t in texts) for n in range(5)] == [1] * 5
+
+
+async def test_polling_resumes_after_a_restart(tmp_path, fake_slack, fake_kie):
+    import aiohttp
+
+    from tests.conftest import POLLS, SIGNING_SECRET, slash
+    from tests.fakes.kie import fixture_answer
+
+    task = "veo_task_3f9c2a7b1d4e"
+    path = "/api/v1/veo/record-info"
+    generating = fixture_answer(POLLS / "veo-record-info-generating.json")
+    fake_kie.script(path, task, generating)
+    port = free_port()
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'poll.db'}",
+        "SLACK_BOT_TOKEN": "xoxb-test",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake_slack.api_url,
+        "KIE_API_KEY": fake_kie.api_key,
+        "KIE_API_URL": fake_kie.url,
+        "POLL_INTERVAL": "1",
+    }
+    first = BotProcess(env, tmp_path, port)
+    await asyncio.to_thread(first.wait_healthy)
+
+    class Remote:
+        url = first.url
+        http = aiohttp.ClientSession()
+
+    try:
+        status, _ = await slash(Remote, fake_slack, f"poll {task} veo", channel="C0RESUME")
+        assert status == 200
+        [root] = await eventually(lambda: fake_slack.roots("C0RESUME"))
+        await eventually(lambda: fake_kie.polls(task) >= 2)
+    finally:
+        await Remote.http.close()
+    first.kill()
+    fake_kie.scripts[(path, task)] = [fixture_answer(POLLS / "veo-record-info-success.json")]
+    second = BotProcess(env, tmp_path, port)
+    await asyncio.to_thread(second.wait_healthy)
+    try:
+        [reply] = await eventually(lambda: fake_slack.replies(root), timeout=20)
+        assert "3f9c2a7b1d4e_0.mp4" in reply.content
+    finally:
+        assert second.terminate() == 0
+    assert "Traceback" not in second.output()
