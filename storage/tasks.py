@@ -295,17 +295,24 @@ def _add_follower(
     return cursor.rowcount > 0
 
 
+def _shared_fields(row: sqlite3.Row) -> dict[str, Any]:
+    """The columns that tasks and events both keep, read back into Python values."""
+    return {
+        "product": row["product"],
+        "task_id": row["task_id"],
+        "state": State(row["state"]),
+        "video_urls": tuple(json.loads(row["video_urls"])),
+        "image_urls": tuple(json.loads(row["image_urls"])),
+        "code": row["code"],
+        "message": row["message"],
+        "prompt": row["prompt"],
+        "source": row["source"],
+    }
+
+
 def _task(row: sqlite3.Row) -> Task:
     return Task(
-        product=row["product"],
-        task_id=row["task_id"],
-        state=State(row["state"]),
-        video_urls=tuple(json.loads(row["video_urls"])),
-        image_urls=tuple(json.loads(row["image_urls"])),
-        code=row["code"],
-        message=row["message"],
-        prompt=row["prompt"],
-        source=row["source"],
+        **_shared_fields(row),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
@@ -314,15 +321,4 @@ def _task(row: sqlite3.Row) -> Task:
 
 def event_update(row: sqlite3.Row) -> TaskUpdate:
     """The `TaskUpdate` an event row recorded."""
-    return TaskUpdate(
-        product=row["product"],
-        task_id=row["task_id"],
-        state=State(row["state"]),
-        video_urls=tuple(json.loads(row["video_urls"])),
-        image_urls=tuple(json.loads(row["image_urls"])),
-        code=row["code"],
-        message=row["message"],
-        prompt=row["prompt"],
-        source=row["source"],
-        raw=json.loads(row["body"]),
-    )
+    return TaskUpdate(**_shared_fields(row), raw=json.loads(row["body"]))

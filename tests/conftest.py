@@ -145,6 +145,20 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[BotFactory]:
         await bot.server.stop()
 
 
+def signed_form_headers(body: str, secret: str = SIGNING_SECRET) -> dict[str, str]:
+    """The headers of a form POST signed the way Slack signs requests (v0)."""
+    from slack_sdk.signature import SignatureVerifier
+
+    timestamp = str(int(time.time()))
+    return {
+        "Content-Type": "application/x-www-form-urlencoded",
+        "X-Slack-Request-Timestamp": timestamp,
+        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(
+            timestamp=timestamp, body=body
+        ),
+    }
+
+
 async def slash(
     bot: Bot,
     slack: FakeSlack,
@@ -156,8 +170,6 @@ async def slash(
 ) -> tuple[int, Any]:
     """A signed `/kie` slash command over HTTP; returns the HTTP status and the JSON answer."""
     from urllib.parse import urlencode
-
-    from slack_sdk.signature import SignatureVerifier
 
     body = urlencode(
         {
@@ -171,14 +183,7 @@ async def slash(
             "response_url": slack.response_url(),
         }
     )
-    timestamp = str(int(time.time()))
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(
-            timestamp=timestamp, body=body
-        ),
-    }
+    headers = signed_form_headers(body, secret)
     async with bot.http.post(f"{bot.url}/slack/events", data=body, headers=headers) as response:
         raw = await response.text()
         try:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import POLLS, eventually, load, slash
+from tests.conftest import POLLS, eventually, load, signed_form_headers, slash
 from tests.fakes.kie import fixture_answer
 
 CHANNEL = "C0CMD"
@@ -330,13 +331,6 @@ async def test_credits_without_a_key_and_during_an_outage(start_bot, fake_slack,
 
 
 async def test_link_button_clicks_are_acknowledged(start_bot, fake_slack):
-    import time
-    from urllib.parse import urlencode
-
-    from slack_sdk.signature import SignatureVerifier
-
-    from tests.conftest import SIGNING_SECRET
-
     bot = await start_bot(fake_slack)
     payload = {
         "type": "block_actions",
@@ -353,13 +347,8 @@ async def test_link_button_clicks_are_acknowledged(start_bot, fake_slack):
         ],
     }
     body = urlencode({"payload": json.dumps(payload)})
-    ts = str(int(time.time()))
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "X-Slack-Request-Timestamp": ts,
-        "X-Slack-Signature": SignatureVerifier(SIGNING_SECRET).generate_signature(
-            timestamp=ts, body=body
-        ),
-    }
-    async with bot.http.post(f"{bot.url}/slack/events", data=body, headers=headers) as response:
+    async with bot.http.post(
+        f"{bot.url}/slack/events", data=body, headers=signed_form_headers(body)
+    ) as response:
         assert response.status == 200
+        assert await response.text() == ""
