@@ -34,9 +34,7 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,12 +48,21 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
+from processes import (  # noqa: E402
+    HOST,
+    Server,
+    SetupError,
+    free_port,
+    percentile,
+    start,
+    stop,
+    wait_ready,
+)
 
 from tests.fakes.slack import FakeSlack  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kie-api" / "fixtures"
 VEO_SUCCESS = FIXTURES / "callbacks" / "veo-success.json"
-HOST = "127.0.0.1"
 TASK_ID_MARKER = "__BENCH_TASK_ID__"
 #: The task ids this script makes; found in a posted message's notification text.
 TASK_ID_PATTERN = re.compile(r"(?:warm|lat|burst)_\d{5}")
@@ -71,12 +78,7 @@ RATE_TOLERANCE = 1.01
 REQUEST_TIMEOUT = 10.0
 #: Phase 1: how long one callback may take to reach the fake Slack before it counts as lost.
 POST_TIMEOUT = 10.0
-READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
-
-
-class SetupError(RuntimeError):
-    """The bot or the fake Slack could not be started."""
 
 
 # --------------------------------------------------------------------------- callbacks
@@ -163,18 +165,11 @@ def accepted_roots(fake: FakeSlack) -> Counter[str]:
 # --------------------------------------------------------------------------- statistics
 
 
-def percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def max_in_window(times: Sequence[float], window: float) -> int:
     """The most of `times` (sorted) that fall in any half-open window [t, t + window)."""
     best = 0
-    for i, start in enumerate(times):
-        best = max(best, bisect.bisect_left(times, start + window, lo=i) - i)
+    for i, begin in enumerate(times):
+        best = max(best, bisect.bisect_left(times, begin + window, lo=i) - i)
     return best
 
 
@@ -209,17 +204,10 @@ def channel_rate(channel: str, times: list[float]) -> ChannelRate:
 
 
 @dataclass
-class Bot:
-    process: subprocess.Popen[bytes]
-    base: str
+class Bot(Server):
+    """The bot's process, and the SQLite file it was started on."""
+
     database: Path
-    stderr_path: Path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def bot_env(port: int, database: Path, slack_api_url: str) -> dict[str, str]:
@@ -250,49 +238,9 @@ def bot_env(port: int, database: Path, slack_api_url: str) -> dict[str, str]:
 def start_bot(tmp: Path, slack_api_url: str) -> Bot:
     port = free_port()
     database = tmp / "delivery.db"
-    stdout_path, stderr_path = tmp / "bot.stdout", tmp / "bot.stderr"
-    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bot", "serve"],
-            env=bot_env(port, database, slack_api_url),
-            cwd=REPO,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-        )
-    return Bot(process, f"http://{HOST}:{port}", database, stderr_path)
-
-
-def stop_bot(bot: Bot) -> int | None:
-    if bot.process.poll() is None:
-        bot.process.terminate()
-        try:
-            bot.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            bot.process.kill()
-            bot.process.wait(STOP_TIMEOUT)
-    return bot.process.returncode
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
-async def wait_ready(session: aiohttp.ClientSession, bot: Bot) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if bot.process.poll() is not None:
-            raise SetupError(
-                f"the bot exited with {bot.process.returncode}:\n{tail(bot.stderr_path)}"
-            )
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with session.get(f"{bot.base}/healthz") as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(0.1)
-    raise SetupError(f"the bot did not answer GET /healthz with 200 in {READY_TIMEOUT} s")
+    env = bot_env(port, database, slack_api_url)
+    server = start("bot", [sys.executable, "-m", "bot", "serve"], env, port, tmp)
+    return Bot(server.name, server.process, server.base, server.stderr_path, database)
 
 
 def add_routes(database: Path, channels: int) -> list[str]:
@@ -586,7 +534,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         log = SlackLog(fake)
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            await wait_ready(session, bot)
+            await wait_ready(session, bot, label="the bot")
             print(
                 f"Phase 1: latency, unloaded: {args.latency_count} callbacks to "
                 f"{LATENCY_CHANNEL}, one at a time"
@@ -617,7 +565,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
             print(f"fake Slack refused {len(fake.invalid)} message(s): {fake.invalid[0]}")
     finally:
         if bot is not None:
-            returncode = stop_bot(bot)
+            returncode = stop(bot, STOP_TIMEOUT)
             print_bot_log(bot, returncode)
         await fake.stop()
 

@@ -21,14 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,13 +36,21 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from processes import (
+    HOST,
+    Server,
+    SetupError,
+    free_port,
+    percentile,
+    start,
+    stop,
+    wait_ready,
+)
 
 from bot.kie.signature import signed_headers
 
-REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kie-api" / "fixtures"
 VEO_SUCCESS = FIXTURES / "callbacks" / "veo-success.json"
-HOST = "127.0.0.1"
 HMAC_KEY = "bench-hmac-key-not-a-secret"
 TASK_ID_MARKER = "__BENCH_TASK_ID__"
 #: Warm-up requests per target before each phase (connections open, code paths warm).
@@ -54,14 +59,8 @@ WARMUP_REQUESTS = 200
 REQUEST_TIMEOUT = 10.0
 #: After the last scheduled send of phase 2, wait at most this long for answers.
 DRAIN_TIMEOUT = 30.0
-READY_TIMEOUT = 30.0
-STOP_TIMEOUT = 10.0
 
 Request = tuple[bytes, dict[str, str]]
-
-
-class SetupError(RuntimeError):
-    """A server could not be started."""
 
 
 # --------------------------------------------------------------------------- bare server
@@ -146,10 +145,7 @@ class Outcome:
         return f"{self.server_cpu / self.sent * 1e6:.0f}"
 
     def percentile(self, q: float) -> float:
-        if not self.latencies_ms:
-            return float("nan")
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+        return percentile(self.latencies_ms, q)
 
 
 async def post(session: aiohttp.ClientSession, url: str, request: Request, out: Outcome) -> None:
@@ -240,73 +236,6 @@ async def warm_up(session: aiohttp.ClientSession, url: str, callbacks: Callbacks
         print(f"  warning: warm-up of {url} had errors: {dict(scratch.statuses)}")
 
 
-# --------------------------------------------------------------------------- processes
-
-
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen[bytes]
-    base: str
-    stderr_path: Path
-
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU of the server process (all threads), from /proc; None elsewhere."""
-        try:
-            stat = Path(f"/proc/{self.process.pid}/stat").read_text()
-        except OSError:
-            return None
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
-def start(name: str, argv: Sequence[str], env: dict[str, str], port: int, logs: Path) -> Server:
-    stdout_path, stderr_path = logs / f"{name}.stdout", logs / f"{name}.stderr"
-    with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            list(argv), env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
-        )
-    return Server(name, process, f"http://{HOST}:{port}", stderr_path)
-
-
-def stop(server: Server) -> None:
-    if server.process.poll() is None:
-        server.process.terminate()
-        try:
-            server.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait(STOP_TIMEOUT)
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    with contextlib.suppress(OSError):
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    return ""
-
-
-async def wait_ready(session: aiohttp.ClientSession, server: Server) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise SetupError(
-                f"{server.name} exited with {server.process.returncode}:\n"
-                f"{tail(server.stderr_path)}"
-            )
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-            async with session.get(f"{server.base}/healthz") as response:
-                if response.status == 200:
-                    return
-        await asyncio.sleep(0.1)
-    raise SetupError(f"{server.name} did not answer GET /healthz with 200 in {READY_TIMEOUT} s")
-
-
 def bot_env(port: int, tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     for name in ("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "KIE_DEFAULT_CHANNEL", "KIE_API_KEY"):
@@ -354,8 +283,7 @@ def print_saturation(out: Outcome) -> None:
 
 
 def print_fixed(out: Outcome) -> None:
-    lag = sorted(out.send_lag_ms)
-    lag_p99 = lag[min(len(lag) - 1, int(0.99 * len(lag)))] if lag else float("nan")
+    lag_p99 = percentile(out.send_lag_ms, 0.99)
     print(
         f"  {out.target:<5} {out.sent:>6} requests: p50 {out.percentile(0.50):6.2f} ms  "
         f"p99 {out.percentile(0.99):7.2f} ms  max {max(out.latencies_ms, default=float('nan')):7.2f} ms"

@@ -50,9 +50,25 @@ class Poller:
         self._interval = interval
         self._clock = clock
         self._slots = asyncio.Semaphore(concurrency)
+        self._ticking: asyncio.Task[None] | None = None
 
     async def tick(self) -> None:
         """Poll every due task (the client keeps kie.ai at 10 requests per second)."""
+        self._ticking = asyncio.current_task()
+        try:
+            await self._tick()
+        finally:
+            self._ticking = None
+
+    async def finish(self, timeout: float = 10.0) -> None:
+        """Let a running tick end (cancelled after `timeout` s); for shutdown."""
+        ticking = self._ticking
+        if ticking is not None and not ticking.done():
+            _, pending = await asyncio.wait([ticking], timeout=timeout)
+            for task in pending:
+                task.cancel()
+
+    async def _tick(self) -> None:
         try:
             due = await self._schedule.due()
         except StoreUnavailable as exc:

@@ -39,6 +39,8 @@ OUTBOX = web.AppKey("outbox", Outbox)
 ROUTES = web.AppKey("routes", RouteStore)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 DELIVERY = web.AppKey("delivery", Delivery)
+INTAKE = web.AppKey("intake", CallbackIntake)
+OPS = web.AppKey("ops", Ops)
 
 #: Where callbacks go in console mode when no KIE_DEFAULT_CHANNEL is set.
 CONSOLE_CHANNEL = "console"
@@ -97,7 +99,7 @@ def create_app(
             commands = Commands(settings, app[TASKS], app[ROUTES], schedule, client, clock=clock)
             web_client = slack_client(settings, app[HTTP]) if settings.slack_bot_token else None
             slack_events.bolt = build_bolt(settings.slack_signing_secret, web_client, commands)
-        scheduler = None
+        scheduler = poller = None
         if client is None:
             log.info("KIE_API_KEY is not set: no polling")
         else:
@@ -111,8 +113,9 @@ def create_app(
             )
             scheduler = start_scheduler(poller, tick_seconds=min(5.0, settings.poll_interval / 2))
         yield
-        if scheduler is not None:
+        if scheduler is not None and poller is not None:
             scheduler.shutdown(wait=False)
+            await poller.finish()
         slack_events.bolt = None
 
     app.cleanup_ctx.extend([storage, http, delivery, kie])
@@ -129,17 +132,23 @@ def create_app(
 
     app.on_startup.append(started)
 
-    async def callbacks(request: web.Request) -> web.StreamResponse:
-        intake = CallbackIntake(
+    async def handlers(app: web.Application) -> AsyncIterator[None]:
+        app[INTAKE] = CallbackIntake(
             settings, app[TASKS], app[ROUTES], app[METRICS], fallback, clock=clock
         )
-        return await intake.handle(request)
+        app[OPS] = Ops(app[TASKS], app[OUTBOX], app[METRICS])
+        yield
+
+    app.cleanup_ctx.append(handlers)
+
+    async def callbacks(request: web.Request) -> web.StreamResponse:
+        return await request.app[INTAKE].handle(request)
 
     async def healthz(request: web.Request) -> web.StreamResponse:
-        return await Ops(app[TASKS], app[OUTBOX], app[METRICS]).healthz(request)
+        return await request.app[OPS].healthz(request)
 
     async def metrics(request: web.Request) -> web.StreamResponse:
-        return await Ops(app[TASKS], app[OUTBOX], app[METRICS]).metrics_page(request)
+        return await request.app[OPS].metrics_page(request)
 
     app.router.add_post("/callbacks/{product}", callbacks)
     app.router.add_post("/callbacks/{product}/{route}", callbacks)

@@ -79,19 +79,19 @@ class CallbackIntake:
                 tolerance=self.settings.kie_signature_tolerance,
             )
             if problem is not None:
-                log.warning("rejected %s callback for %s: %s", slug, update.task_id, problem)
+                log.warning("rejected %s callback for %r: %s", slug, update.task_id, problem)
                 return json_error(401, problem)
         try:
             applied = await self.tasks.apply(update, channel=channel)
         except StoreUnavailable as exc:
             return _unavailable(exc)
         if applied.duplicate:
-            log.info("duplicate %s callback for %s", slug, update.task_id)
+            log.info("duplicate %s callback for %r", slug, update.task_id)
             return json_answer({"status": "duplicate"})
-        log.info("stored %s callback for %s: %s", slug, update.task_id, update.state.value)
+        log.info("stored %s callback for %r: %s", slug, update.task_id, update.state.value)
         if not applied.channels:
             log.warning(
-                "task %s is stored but posted nowhere: set KIE_DEFAULT_CHANNEL, or use the "
+                "task %r is stored but posted nowhere: set KIE_DEFAULT_CHANNEL, or use the "
                 "callback URL that /kie url gives in the channel that should see it",
                 update.task_id,
             )

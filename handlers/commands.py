@@ -64,7 +64,7 @@ class Commands:
         user = str(command.get("user_id") or "")
         words = text.split()
         sub = words[0].lower() if words else "help"
-        log.info("/kie %s from %s in %s", sub[:20], user, channel)
+        log.info("/kie %r from %s in %s", sub[:20], user, channel)
         try:
             if sub == "help":
                 await reply.say(USAGE)
@@ -107,7 +107,7 @@ class Commands:
             update = await self._lookup(task_id, product, known)
         except KieError as exc:
             if known is None:
-                await reply.say(_kie_problem(exc, task_id))
+                await reply.say(_kie_problem(exc, task_id, product))
                 return
             note = f"From the bot's own record: {_kie_problem(exc, task_id)}"
             await reply.card(known, note)
@@ -130,7 +130,7 @@ class Commands:
         try:
             update = await self._lookup(task_id, product, known)
         except KieError as exc:
-            await reply.say(_kie_problem(exc, task_id))
+            await reply.say(_kie_problem(exc, task_id, product))
             return
         await self.tasks.apply(update)
         family = PRODUCTS[update.product].family
@@ -234,8 +234,8 @@ def _shown(value: str) -> str:
     return escape(cleaned) + ("…" if len(value) > 40 else "")
 
 
-def _kie_problem(exc: KieError, task_id: str | None) -> str:
-    if exc.kind == "not_found" and task_id is not None:
+def _kie_problem(exc: KieError, task_id: str | None, product: Product | None = None) -> str:
+    if exc.kind == "not_found" and task_id is not None and product is None:
         return f"{exc} Check the id, or give the product: `/kie status {task_id} veo`."
     if exc.kind == "unavailable":
         return f"{exc}. Try again in a minute."

@@ -93,6 +93,15 @@ class Outbox:
         self._db = db
         self._clock = clock
 
+    async def due_now(self) -> None:
+        """Make every pending row due at once (at start: rows an earlier run left behind)."""
+        now = self._clock()
+        await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE outbox SET next_attempt_at = ? WHERE status = 'pending'", (now,)
+            )
+        )
+
     async def pending_channels(self) -> list[str]:
         """Channels with rows still to send (a skip-scan of the pending index: one probe per
         channel, however many rows wait)."""

@@ -16,6 +16,8 @@ from bot.kie.update import State, TaskUpdate
 
 #: kie.ai keeps generated media this long after the result.
 RESULT_RETENTION_DAYS = 14
+#: Longer "task ids" are refused: kie.ai's are UUIDs, 32 hex digits or short words.
+MAX_TASK_ID = 256
 
 
 class PayloadError(ValueError):
@@ -55,6 +57,11 @@ class Product:
         if not task_id:
             fields = " or ".join(f"data.{name}" for name in self.task_id_fields)
             raise PayloadError(f"no task id: expected a non-empty {fields}")
+        if len(task_id) > MAX_TASK_ID or not task_id.isprintable():
+            raise PayloadError(
+                f"the task id is not a kie.ai task id (over {MAX_TASK_ID} characters "
+                "or control characters)"
+            )
         return self.read_callback(task_id, body, data)
 
     def parse_poll(self, body: Any, task_id: str) -> TaskUpdate:

@@ -78,7 +78,8 @@ class Delivery:
         self._stopping = asyncio.Event()
 
     async def start(self) -> None:
-        self._wake.set()  # rows left by an earlier run are sent at once
+        await self._outbox.due_now()  # rows left by an earlier run are sent at once
+        self._wake.set()
         self._main = asyncio.create_task(self._run(), name="delivery")
 
     async def stop(self, timeout: float = 10.0) -> None:
