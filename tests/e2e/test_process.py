@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -129,7 +130,16 @@ async def test_killed_after_acknowledging_delivers_after_restart_none_twice(tmp_
     second = BotProcess({**env, "SLACK_API_URL": fake_slack.api_url}, tmp_path, port)
     await asyncio.to_thread(second.wait_healthy)
     await eventually(lambda: len(fake_slack.roots("CCRASH")) == 5, timeout=20)
-    second.kill()
+    database = tmp_path / "crash.db"
+
+    def all_done() -> bool:
+        with sqlite3.connect(database) as db:
+            return (
+                db.execute("SELECT COUNT(*) FROM outbox WHERE status != 'done'").fetchone()[0] == 0
+            )
+
+    await eventually(all_done)
+    second.kill()  # after recording its deliveries: the next start sends nothing again
     third = BotProcess({**env, "SLACK_API_URL": fake_slack.api_url}, tmp_path, port)
     await asyncio.to_thread(third.wait_healthy)
     await asyncio.sleep(0.5)
