@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 import aiohttp
@@ -40,7 +41,19 @@ ROUTES = web.AppKey("routes", RouteStore)
 HTTP = web.AppKey("http", aiohttp.ClientSession)
 DELIVERY = web.AppKey("delivery", Delivery)
 INTAKE = web.AppKey("intake", CallbackIntake)
+SCHEDULE = web.AppKey("schedule", PollSchedule)
 OPS = web.AppKey("ops", Ops)
+
+
+@dataclass(frozen=True, slots=True)
+class Clients:
+    """The API clients on the shared session; None where their token or key is not set."""
+
+    slack: AsyncWebClient | None
+    kie: KieClient | None
+
+
+CLIENTS = web.AppKey("clients", Clients)
 
 #: Where callbacks go in console mode when no KIE_DEFAULT_CHANNEL is set.
 CONSOLE_CHANNEL = "console"
@@ -68,6 +81,7 @@ def create_app(
         app[TASKS] = TaskStore(database, clock=clock)
         app[OUTBOX] = Outbox(database, clock=clock)
         app[ROUTES] = RouteStore(database, clock=clock)
+        app[SCHEDULE] = PollSchedule(database, app[TASKS], clock=clock)
         yield
         await database.close()
 
@@ -75,50 +89,59 @@ def create_app(
         timeout = aiohttp.ClientTimeout(total=30, connect=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             app[HTTP] = session
+            app[CLIENTS] = Clients(
+                slack=slack_client(settings, session) if settings.slack_bot_token else None,
+                kie=KieClient(session, settings.kie_api_url, settings.kie_api_key, app[METRICS])
+                if settings.kie_api_key
+                else None,
+            )
             yield
 
     async def delivery(app: web.Application) -> AsyncIterator[None]:
+        client = app[CLIENTS].slack
         gateway: SlackGateway
-        if settings.slack_bot_token is None:
+        if client is None:
             log.info("SLACK_BOT_TOKEN is not set: console mode, Slack messages go to stdout")
             gateway = ConsoleGateway(console_out)
         else:
-            gateway = WebApiGateway(slack_client(settings, app[HTTP]))
+            gateway = WebApiGateway(client)
         worker = Delivery(app[OUTBOX], app[TASKS], gateway, app[METRICS], pacer=pacer, clock=clock)
         app[DELIVERY] = worker
         await worker.start()
         yield
         await worker.stop()
 
-    async def kie(app: web.Application) -> AsyncIterator[None]:
-        client = None
-        if settings.kie_api_key is not None:
-            client = KieClient(app[HTTP], settings.kie_api_url, settings.kie_api_key, app[METRICS])
-        schedule = PollSchedule(app[DATABASE], app[TASKS], clock=clock)
+    async def slash_commands(app: web.Application) -> AsyncIterator[None]:
         if settings.slack_signing_secret is not None:
-            commands = Commands(settings, app[TASKS], app[ROUTES], schedule, client, clock=clock)
-            web_client = slack_client(settings, app[HTTP]) if settings.slack_bot_token else None
-            slack_events.bolt = build_bolt(settings.slack_signing_secret, web_client, commands)
-        scheduler = poller = None
-        if client is None:
-            log.info("KIE_API_KEY is not set: no polling")
-        else:
-            poller = Poller(
-                schedule,
-                app[TASKS],
-                client,
-                app[METRICS],
-                interval=settings.poll_interval,
-                clock=clock,
+            commands = Commands(
+                settings, app[TASKS], app[ROUTES], app[SCHEDULE], app[CLIENTS].kie, clock=clock
             )
-            scheduler = start_scheduler(poller, tick_seconds=min(5.0, settings.poll_interval / 2))
+            slack_events.bolt = build_bolt(
+                settings.slack_signing_secret, app[CLIENTS].slack, commands
+            )
         yield
-        if scheduler is not None and poller is not None:
-            scheduler.shutdown(wait=False)
-            await poller.finish()
         slack_events.bolt = None
 
-    app.cleanup_ctx.extend([storage, http, delivery, kie])
+    async def polling(app: web.Application) -> AsyncIterator[None]:
+        client = app[CLIENTS].kie
+        if client is None:
+            log.info("KIE_API_KEY is not set: no polling")
+            yield
+            return
+        poller = Poller(
+            app[SCHEDULE],
+            app[TASKS],
+            client,
+            app[METRICS],
+            interval=settings.poll_interval,
+            clock=clock,
+        )
+        scheduler = start_scheduler(poller, tick_seconds=min(5.0, settings.poll_interval / 2))
+        yield
+        scheduler.shutdown(wait=False)
+        await poller.finish()
+
+    app.cleanup_ctx.extend([storage, http, delivery, slash_commands, polling])
 
     async def started(app: web.Application) -> None:
         if settings.kie_webhook_hmac_key is None:
