@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -84,6 +85,7 @@ def serve(settings: Settings) -> int:
             f"kie-slack: cannot listen on {settings.host}:{settings.port}: {exc}", file=sys.stderr
         )
         return 1
+    logging.getLogger("bot").info("kie-slack stopped")
     return 0
 
 

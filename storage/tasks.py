@@ -24,8 +24,9 @@ Clock = Callable[[], float]
 class Task:
     """A task as stored: the merged result of every update learnt about it.
 
-    `code`/`message` are the provider's code and message of the latest update. A task stays
-    `SUCCEEDED` when a later upgrade (a 4K version) fails; that failure is then in `code`/`message`.
+    `code`/`message` are the provider's code and message of the latest update. A task that
+    succeeded stays `SUCCEEDED` when a later update fails (a 4K upgrade that cannot be made, a
+    retried old failure); that failure is then in `code`/`message`.
     Times are Unix seconds; `finished_at` is when the task's results (or final state) arrived.
     """
 
@@ -89,8 +90,8 @@ def merge(old: Task | None, update: TaskUpdate, now: float) -> tuple[Task, bool]
     new_videos = tuple(url for url in update.video_urls if url not in old.video_urls)
     new_images = tuple(url for url in update.image_urls if url not in old.image_urls)
     state = update.state
-    if state is State.FAILED and old.state is State.SUCCEEDED and update.product != old.product:
-        state = State.SUCCEEDED  # a failed upgrade leaves the original video in place
+    if state is State.FAILED and old.state is State.SUCCEEDED:
+        state = State.SUCCEEDED  # a failed upgrade (or a stale retry) leaves the video in place
     news = (
         state is not old.state
         or bool(new_videos)

@@ -276,3 +276,15 @@ async def test_outbox_rows_have_unique_keys(start_bot, fake_slack):
         keys = [k for (k,) in db.execute("SELECT key FROM outbox")]
     assert len(keys) == len(set(keys)) == 3
     json.dumps(keys)
+
+
+async def test_a_late_failure_does_not_hide_a_delivered_video(start_bot, fake_slack):
+    bot = await start_bot(fake_slack, kie_default_channel=CHANNEL)
+    await bot.callback("veo", load("veo-success.json"))
+    [root] = await eventually(lambda: fake_slack.roots(CHANNEL))
+    await bot.callback("veo", load("veo-fail-500-internal.json"))
+    [reply] = await eventually(lambda: fake_slack.replies(root))
+    assert "Provider error" in reply.content
+    await eventually(lambda: root.updates)
+    assert "3f9c2a7b1d4e_0.mp4" in root.content
+    assert "ready" in root.text.lower()
