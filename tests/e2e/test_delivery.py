@@ -13,7 +13,7 @@ import pytest
 
 from bot.kie.products import PRODUCTS
 from bot.slack.delivery import ChannelPacer
-from tests.conftest import CALLBACKS, eventually, load
+from tests.conftest import CALLBACKS, OWN_FIXTURES, eventually, load
 
 CHANNEL = "C0DEFAULT"
 
@@ -46,8 +46,8 @@ async def test_success_card_in_the_default_channel(start_bot, fake_slack):
 
 def _fixture_cases() -> list[tuple[str, str]]:
     cases = []
-    for path in sorted(CALLBACKS.glob("*.json")):
-        if path.name.startswith("_"):
+    for path in sorted([*CALLBACKS.glob("*.json"), *(OWN_FIXTURES / "callbacks").glob("*.json")]):
+        if path.name.startswith("_") or "data-null" in path.name:
             continue
         slug = next(
             p for p in ("veo-4k", "suno-mp4", "veo", "runway", "luma") if path.name.startswith(p)
