@@ -129,7 +129,7 @@ class KieClient:
         try:
             envelope = await self.get(product.poll_path, {"taskId": task_id})
         except KieError as exc:
-            if exc.kind in ("not_found", "invalid"):
+            if exc.kind == "not_found":
                 raise KieError(
                     "not_found", f"kie.ai has no {product.slug} task {task_id}"
                 ) from None
@@ -176,7 +176,5 @@ def _error(envelope: Envelope) -> KieError:
     if code == 402:
         return KieError("credits", f"the kie.ai account is out of credits (402: {message})", code)
     if code in NOT_FOUND:
-        return KieError(
-            "not_found" if code == 404 else "invalid", f"kie.ai: {code} {message}", code
-        )
+        return KieError("not_found", f"kie.ai: {code} {message}", code)
     return KieError("invalid", f"kie.ai answered {code}: {message}", code)
