@@ -83,8 +83,11 @@ class Commands:
         except Unusable as exc:
             await reply.say(str(exc))
         except StoreUnavailable as exc:
-            log.error("/kie %s: store unavailable: %s", sub[:20], exc)
+            log.error("/kie %r: store unavailable: %s", sub[:20], exc)
             await reply.say("The bot's database is not answering; try again in a minute.")
+        except Exception:
+            log.exception("/kie %r failed", sub[:20])
+            await reply.say("Something went wrong on the bot's side; its log has the details.")
 
     # --- status --------------------------------------------------------------------------------
 

@@ -352,3 +352,16 @@ async def test_link_button_clicks_are_acknowledged(start_bot, fake_slack):
     ) as response:
         assert response.status == 200
         assert await response.text() == ""
+
+
+async def test_a_locked_database_gets_a_plain_answer(start_bot, fake_slack):
+    bot = await start_bot(fake_slack)
+    locker = sqlite3.connect(bot.settings.database_path, timeout=0)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        status, answer = await slash(bot, fake_slack, "url", channel="C0LOCKED")
+    finally:
+        locker.rollback()
+        locker.close()
+    assert status == 200
+    assert "database is not answering" in answer["text"]
