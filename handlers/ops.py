@@ -42,5 +42,6 @@ class Ops:
         else:
             gauges["kie_slack_store_up"] = 1
         return web.Response(
-            text=self.metrics.render(gauges), content_type="text/plain", charset="utf-8"
+            text=self.metrics.render(gauges),
+            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
         )

@@ -280,10 +280,10 @@ def _succeeded(
     if with_image and _is_web_url(thumbnail):
         blocks.append(_image(thumbnail, f"{label} thumbnail for task {_short_id(item.task_id)}"))
     if item.code is not None and item.code != 200:
-        # The task succeeded, then a later upgrade (a 4K version) failed.
+        # The task succeeded, then a later update failed (a 4K upgrade, a stale retry).
         explanation = explain_failure(item.product, item.code, item.message)
         heading, *rest = _failure_lines(item, explanation)
-        blocks.append(_section("\n".join([f"⚠️ A later upgrade failed: {heading}", *rest])))
+        blocks.append(_section("\n".join([f"⚠️ A later update failed: {heading}", *rest])))
     blocks.extend(_expiry(finished_at, now))
     blocks.extend(_poll_note(item.source))
     text = f"✅ {label} video ready for task {_short_id(item.task_id)} ({videos})"
