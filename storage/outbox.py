@@ -183,6 +183,21 @@ class Outbox:
             )
         )
 
+    async def prune(self, older_than: float) -> int:
+        """Delete sent and skipped rows finished more than `older_than` seconds ago; how many.
+
+        Failed rows stay for an operator to look at.
+        """
+        cutoff = self._clock() - older_than
+        return await self._db.write(
+            lambda conn: (
+                conn.execute(
+                    "DELETE FROM outbox WHERE status IN ('done', 'skipped') AND done_at < ?",
+                    (cutoff,),
+                ).rowcount
+            )
+        )
+
     async def counts(self) -> dict[str, int]:
         """Rows per status, for metrics."""
         rows = await self._db.fetchall("SELECT status, COUNT(*) FROM outbox GROUP BY status")

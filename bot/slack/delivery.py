@@ -21,6 +21,9 @@ log = logging.getLogger(__name__)
 
 #: Unknown Slack errors are retried this many times before the row is kept as failed.
 MAX_UNKNOWN_ATTEMPTS = 5
+#: Sent rows are kept this long (for a look at what went out), then deleted.
+KEEP_SENT_ROWS = 7 * 86400.0
+PRUNE_EVERY = 3600.0
 #: The shortest time between two looks for channels with work.
 SCAN_INTERVAL = 0.01
 #: The longest wait between two tries of one row.
@@ -95,8 +98,13 @@ class Delivery:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run(self) -> None:
+        pruned_at = 0.0
         while not self._stopping.is_set():
             self._wake.clear()
+            if self._clock() - pruned_at > PRUNE_EVERY:
+                pruned_at = self._clock()
+                with contextlib.suppress(StoreUnavailable):
+                    await self._outbox.prune(older_than=KEEP_SENT_ROWS)
             try:
                 channels = await self._outbox.pending_channels()
             except StoreUnavailable as exc:

@@ -365,3 +365,13 @@ async def test_a_locked_database_gets_a_plain_answer(start_bot, fake_slack):
         locker.close()
     assert status == 200
     assert "database is not answering" in answer["text"]
+
+
+async def test_slash_commands_work_in_console_mode(start_bot, fake_slack):
+    bot = await start_bot()  # no SLACK_BOT_TOKEN: messages print, commands still answer
+    status, answer = await slash(bot, fake_slack, "help")
+    assert status == 200
+    assert "/kie status" in answer["text"]
+    await bot.callback("veo", load("veo-success.json"))
+    _, listed = await slash(bot, fake_slack, "list", channel="console")
+    assert VEO_TASK in listed["text"]
