@@ -147,15 +147,18 @@ class Database:
             return await self._conn._execute(fn, self._conn._conn)
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
-        except ValueError as exc:  # "no active connection" / "Connection closed"
-            raise StoreUnavailable(str(exc)) from exc
+        except ValueError as exc:
+            if str(exc) in ("Connection closed", "no active connection"):  # aiosqlite's words
+                raise StoreUnavailable(f"database {exc}") from exc
+            raise
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in a write transaction: committed if it returns, rolled back if it raises.
 
-        Writes that arrive while another is running are grouped into one transaction (each in
-        its own savepoint, so one failing write does not undo the others): under load, many
-        writes share one hand-off to the database thread and one commit.
+        Writes that arrive while another is running are grouped into one transaction: under
+        load, many writes share one hand-off to the database thread and one commit. If one of
+        them fails, the group is rolled back and each write runs again on its own, so one
+        failing write never undoes another.
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._writes.append((fn, future))
@@ -166,27 +169,36 @@ class Database:
     async def _write_pending(self) -> None:
         while self._writes:
             batch, self._writes = self._writes[:MAX_BATCH], self._writes[MAX_BATCH:]
+            fns = [fn for fn, _ in batch]
             try:
-                results = await self.run(
-                    functools.partial(
-                        _in_transaction, functools.partial(_each, [f for f, _ in batch])
-                    )
-                )
-            except BaseException as exc:
-                error = exc if isinstance(exc, Exception) else StoreUnavailable("cancelled")
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error)
-                if not isinstance(exc, Exception):
-                    raise
+                results = await self.run(functools.partial(_in_transaction, _all(fns)))
+            except Exception as exc:
+                if isinstance(exc, StoreUnavailable) and isinstance(
+                    exc.__cause__, sqlite3.OperationalError
+                ):
+                    for _, future in batch:  # locked, full, gone: no write can pass now
+                        _settle(future, error=exc)
+                else:  # one write failed and the batch was rolled back
+                    await self._write_each(batch)
                 continue
+            except BaseException as exc:  # cancelled: nobody waits for an answer any more
+                for _, future in batch:
+                    _settle(future, error=StoreUnavailable(f"write cancelled: {exc!r}"))
+                raise
             for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue
-                if isinstance(result, _Failed):
-                    future.set_exception(result.error)
-                else:
-                    future.set_result(result)
+                _settle(future, result=result)
+
+    async def _write_each(
+        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+    ) -> None:
+        """After a batch failed and was rolled back: each write in its own transaction."""
+        for fn, future in batch:
+            try:
+                result = await self.run(functools.partial(_in_transaction, fn))
+            except Exception as exc:
+                _settle(future, error=exc)
+            else:
+                _settle(future, result=result)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         return await self.run(lambda conn: conn.execute(sql, params).fetchall())
@@ -195,26 +207,22 @@ class Database:
         return await self.run(lambda conn: conn.execute(sql, params).fetchone())
 
 
-class _Failed:
-    """The exception one write of a batch raised (its savepoint was rolled back)."""
+def _all(
+    fns: list[Callable[[sqlite3.Connection], Any]],
+) -> Callable[[sqlite3.Connection], list[Any]]:
+    """One function running every write of a batch, in order, on one connection."""
+    return lambda conn: [fn(conn) for fn in fns]
 
-    def __init__(self, error: Exception) -> None:
-        self.error = error
 
-
-def _each(fns: list[Callable[[sqlite3.Connection], Any]], conn: sqlite3.Connection) -> list[Any]:
-    results: list[Any] = []
-    for fn in fns:
-        conn.execute("SAVEPOINT one_write")
-        try:
-            results.append(fn(conn))
-        except Exception as exc:
-            conn.execute("ROLLBACK TO one_write")
-            results.append(
-                _Failed(StoreUnavailable(str(exc)) if isinstance(exc, sqlite3.Error) else exc)
-            )
-        conn.execute("RELEASE one_write")
-    return results
+def _settle(
+    future: asyncio.Future[Any], *, result: Any = None, error: Exception | None = None
+) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
 
 
 def _in_transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:

@@ -1,0 +1,87 @@
+"""The database: migrations, grouped writes, and what a locked store does."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from storage.database import MIGRATIONS, Database, StoreUnavailable
+
+
+def insert(token: str):
+    def write(conn: sqlite3.Connection) -> str:
+        conn.execute(
+            "INSERT INTO routes (token, channel, created_at) VALUES (?, ?, 0)", (token, f"C{token}")
+        )
+        return token
+
+    return write
+
+
+def failing(conn: sqlite3.Connection) -> None:
+    conn.execute("INSERT INTO routes (token, channel, created_at) VALUES ('bad', 'CBAD', 0)")
+    raise ValueError("this write fails after writing")
+
+
+async def test_one_failing_write_does_not_undo_the_others(tmp_path):
+    db = await Database.open(tmp_path / "d.db")
+    try:
+        results = await asyncio.gather(
+            db.write(insert("a")), db.write(failing), db.write(insert("b")), return_exceptions=True
+        )
+        assert results[0] == "a" and results[2] == "b"
+        assert isinstance(results[1], ValueError)
+        rows = await db.fetchall("SELECT token FROM routes ORDER BY token")
+        assert [row["token"] for row in rows] == ["a", "b"]
+    finally:
+        await db.close()
+
+
+async def test_a_duplicate_key_fails_only_its_own_write(tmp_path):
+    db = await Database.open(tmp_path / "d.db")
+    try:
+        results = await asyncio.gather(
+            db.write(insert("x")),
+            db.write(insert("x")),
+            db.write(insert("y")),
+            return_exceptions=True,
+        )
+        assert results[0] == "x" and results[2] == "y"
+        assert isinstance(results[1], StoreUnavailable)
+    finally:
+        await db.close()
+
+
+async def test_migrations_run_once_and_record_the_version(tmp_path):
+    path = tmp_path / "d.db"
+    for _ in range(2):
+        db = await Database.open(path)
+        await db.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "d.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreUnavailable, match="newer"):
+        await Database.open(path)
+
+
+async def test_a_locked_store_fails_every_waiting_write(tmp_path):
+    db = await Database.open(tmp_path / "d.db")
+    locker = sqlite3.connect(tmp_path / "d.db", timeout=0)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        results = await asyncio.gather(
+            db.write(insert("p")), db.write(insert("q")), return_exceptions=True
+        )
+        assert all(isinstance(result, StoreUnavailable) for result in results)
+    finally:
+        locker.rollback()
+        locker.close()
+        await db.close()
