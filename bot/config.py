@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,12 +23,12 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 3000
     database_path: Path = Path("kie-slack.db")
-    slack_bot_token: str | None = None
-    slack_signing_secret: str | None = None
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
     slack_api_url: str = "https://slack.com/api/"
-    kie_api_key: str | None = None
+    kie_api_key: str | None = field(default=None, repr=False)
     kie_api_url: str = "https://api.kie.ai"
-    kie_webhook_hmac_key: str | None = None
+    kie_webhook_hmac_key: str | None = field(default=None, repr=False)
     kie_signature_tolerance: int = 300
     kie_default_channel: str | None = None
     public_url: str = "http://localhost:3000"

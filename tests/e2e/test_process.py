@@ -195,3 +195,53 @@ async def test_polling_resumes_after_a_restart(tmp_path, fake_slack, fake_kie):
     finally:
         assert second.terminate() == 0
     assert "Traceback" not in second.output()
+
+
+async def test_secrets_never_reach_the_log(tmp_path, fake_slack, fake_kie):
+    import aiohttp
+
+    from tests.conftest import POLLS, SIGNING_SECRET, slash
+    from tests.fakes.kie import fixture_answer
+
+    fake_kie.script(
+        "/api/v1/veo/record-info",
+        "veo_task_3f9c2a7b1d4e",
+        fixture_answer(POLLS / "veo-record-info-success.json"),
+    )
+    hmac_key = "hmac-key-must-not-leak"
+    port = free_port()
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'secret.db'}",
+        "SLACK_BOT_TOKEN": "xoxb-token-must-not-leak",
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": fake_slack.api_url,
+        "KIE_API_KEY": fake_kie.api_key,
+        "KIE_API_URL": fake_kie.url,
+        "KIE_WEBHOOK_HMAC_KEY": hmac_key,
+        "KIE_DEFAULT_CHANNEL": "CSECRET",
+        "LOG_LEVEL": "DEBUG",
+    }
+    bot = BotProcess(env, tmp_path, port)
+    await asyncio.to_thread(bot.wait_healthy)
+
+    class Remote:
+        url = bot.url
+        http = aiohttp.ClientSession()
+
+    try:
+        sent = await asyncio.to_thread(
+            cli, "send", "runway", str(CALLBACKS / "runway-success.json"), env=env
+        )
+        assert sent.stdout.strip() == '{"status":"received"}'
+        await slash(Remote, fake_slack, "poll veo_task_3f9c2a7b1d4e veo", channel="CSECRET")
+        await eventually(lambda: len(fake_slack.roots("CSECRET")) == 2)
+        await slash(Remote, fake_slack, "status abc", secret="wrong")
+    finally:
+        await Remote.http.close()
+        bot.terminate()
+    output = bot.output()
+    for secret in ("xoxb-token-must-not-leak", SIGNING_SECRET, fake_kie.api_key, hmac_key):
+        assert secret not in output
+    assert "DEBUG" in output  # the log was as verbose as it gets
