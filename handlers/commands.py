@@ -135,18 +135,20 @@ class Commands:
         except KieError as exc:
             await reply.say(_kie_problem(exc, task_id, product))
             return
-        await self.tasks.apply(update)
+        applied = await self.tasks.apply(update)
         family = PRODUCTS[update.product].family
+        current = applied.task or await self.tasks.get(family, update.task_id)
+        state = current.state if current is not None else update.state
         added = await self.tasks.follow(family, update.task_id, channel)
-        if not update.state.is_final:
+        if not state.is_final:
             await self.schedule.start(family, update.task_id, delay=self.settings.poll_interval)
             every = f"every {self.settings.poll_interval} s until it ends (for up to a day)"
-            state = f"It is still generating; I will ask kie.ai {every}."
+            news = f"It is still generating; I will ask kie.ai {every}."
         else:
-            state = f"It has already {update.state.value}."
+            news = f"It has already {state.value}."
         where = "This channel follows it now" if added else "This channel already follows it"
         await reply.say(
-            f"{where}: task `{update.task_id}` ({PRODUCTS[update.product].label}). {state}"
+            f"{where}: task `{update.task_id}` ({PRODUCTS[update.product].label}). {news}"
         )
 
     # --- list, url, credits --------------------------------------------------------------------
