@@ -142,6 +142,8 @@ def _explain(settings: Settings, env: Mapping[str, str]) -> tuple[list[str], boo
         + ("" if given("PORT") or given("HOST") else " (defaults)"),
         f"{ok} PUBLIC_URL {settings.public_url}: callback URLs are built on it",
     ]
+    if any(host in settings.public_url for host in ("//localhost", "//127.", "//0.0.0.0")):
+        lines.append(f"{warn} PUBLIC_URL is a local address: kie.ai cannot call it back there")
     if settings.slack_bot_token:
         lines.append(
             f"{ok} SLACK_BOT_TOKEN is set: messages go to Slack at {settings.slack_api_url}"
