@@ -9,7 +9,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+
+import aiohttp
+
+from tests.conftest import SIGNING_SECRET
+from tests.fakes.kie import FakeKie
+from tests.fakes.slack import FakeSlack
 
 
 def free_port() -> int:
@@ -67,3 +76,41 @@ class BotProcess:
         code = self.process.wait(timeout)
         self._log_file.close()
         return code
+
+
+def service_env(
+    tmp_path: Path,
+    port: int,
+    database: str,
+    *,
+    slack: FakeSlack | None = None,
+    kie: FakeKie | None = None,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of a bot on loopback that talks to the given fakes (and no one else)."""
+    env = {
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "DATABASE_URL": f"sqlite:///{tmp_path / database}",
+        "SLACK_API_URL": slack.api_url if slack else "http://127.0.0.1:9/api/",
+        "KIE_API_URL": kie.url if kie else "http://127.0.0.1:9",
+    }
+    if slack is not None:
+        env |= {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SIGNING_SECRET}
+    if kie is not None:
+        env["KIE_API_KEY"] = kie.api_key
+    return env | extra
+
+
+@dataclass
+class Remote:
+    """What `tests.conftest.slash` needs of a bot: its URL and an HTTP session."""
+
+    url: str
+    http: aiohttp.ClientSession
+
+
+@asynccontextmanager
+async def remote(bot: BotProcess) -> AsyncIterator[Remote]:
+    async with aiohttp.ClientSession() as http:
+        yield Remote(bot.url, http)

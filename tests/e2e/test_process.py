@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from tests.conftest import CALLBACKS, eventually, load
-from tests.e2e.processes import BotProcess, free_port
+from tests.e2e.processes import BotProcess, free_port, remote, service_env
 
 VEO = str(CALLBACKS / "veo-success.json")
 
@@ -103,14 +103,10 @@ def test_check_explains_the_configuration(tmp_path):
 
 async def test_killed_after_acknowledging_delivers_after_restart_none_twice(tmp_path, fake_slack):
     port = free_port()
-    env = {
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'crash.db'}",
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "KIE_DEFAULT_CHANNEL": "CCRASH",
-        "SLACK_API_URL": "http://127.0.0.1:9/api/",  # Slack unreachable before the crash
-    }
+    # Slack is unreachable before the crash.
+    env = service_env(
+        tmp_path, port, "crash.db", SLACK_BOT_TOKEN="xoxb-test", KIE_DEFAULT_CHANNEL="CCRASH"
+    )
     first = BotProcess(env, tmp_path, port)
     await asyncio.to_thread(first.wait_healthy)
     body = load("runway-success.json")
@@ -150,9 +146,8 @@ async def test_killed_after_acknowledging_delivers_after_restart_none_twice(tmp_
 
 
 async def test_polling_resumes_after_a_restart(tmp_path, fake_slack, fake_kie):
-    import aiohttp
 
-    from tests.conftest import POLLS, SIGNING_SECRET, slash
+    from tests.conftest import POLLS, slash
     from tests.fakes.kie import fixture_answer
 
     task = "veo_task_3f9c2a7b1d4e"
@@ -160,31 +155,14 @@ async def test_polling_resumes_after_a_restart(tmp_path, fake_slack, fake_kie):
     generating = fixture_answer(POLLS / "veo-record-info-generating.json")
     fake_kie.script(path, task, generating)
     port = free_port()
-    env = {
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'poll.db'}",
-        "SLACK_BOT_TOKEN": "xoxb-test",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": fake_slack.api_url,
-        "KIE_API_KEY": fake_kie.api_key,
-        "KIE_API_URL": fake_kie.url,
-        "POLL_INTERVAL": "1",
-    }
+    env = service_env(tmp_path, port, "poll.db", slack=fake_slack, kie=fake_kie, POLL_INTERVAL="1")
     first = BotProcess(env, tmp_path, port)
     await asyncio.to_thread(first.wait_healthy)
-
-    class Remote:
-        url = first.url
-        http = aiohttp.ClientSession()
-
-    try:
-        status, _ = await slash(Remote, fake_slack, f"poll {task} veo", channel="C0RESUME")
+    async with remote(first) as bot:
+        status, _ = await slash(bot, fake_slack, f"poll {task} veo", channel="C0RESUME")
         assert status == 200
         [root] = await eventually(lambda: fake_slack.roots("C0RESUME"))
         await eventually(lambda: fake_kie.polls(task) >= 2)
-    finally:
-        await Remote.http.close()
     first.kill()
     fake_kie.scripts[(path, task)] = [fixture_answer(POLLS / "veo-record-info-success.json")]
     second = BotProcess(env, tmp_path, port)
@@ -198,7 +176,6 @@ async def test_polling_resumes_after_a_restart(tmp_path, fake_slack, fake_kie):
 
 
 async def test_secrets_never_reach_the_log(tmp_path, fake_slack, fake_kie):
-    import aiohttp
 
     from tests.conftest import POLLS, SIGNING_SECRET, slash
     from tests.fakes.kie import fixture_answer
@@ -210,38 +187,31 @@ async def test_secrets_never_reach_the_log(tmp_path, fake_slack, fake_kie):
     )
     hmac_key = "hmac-key-must-not-leak"
     port = free_port()
-    env = {
-        "PORT": str(port),
-        "HOST": "127.0.0.1",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'secret.db'}",
-        "SLACK_BOT_TOKEN": "xoxb-token-must-not-leak",
-        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-        "SLACK_API_URL": fake_slack.api_url,
-        "KIE_API_KEY": fake_kie.api_key,
-        "KIE_API_URL": fake_kie.url,
-        "KIE_WEBHOOK_HMAC_KEY": hmac_key,
-        "KIE_DEFAULT_CHANNEL": "CSECRET",
-        "LOG_LEVEL": "DEBUG",
-    }
-    bot = BotProcess(env, tmp_path, port)
-    await asyncio.to_thread(bot.wait_healthy)
-
-    class Remote:
-        url = bot.url
-        http = aiohttp.ClientSession()
-
+    env = service_env(
+        tmp_path,
+        port,
+        "secret.db",
+        slack=fake_slack,
+        kie=fake_kie,
+        SLACK_BOT_TOKEN="xoxb-token-must-not-leak",
+        KIE_WEBHOOK_HMAC_KEY=hmac_key,
+        KIE_DEFAULT_CHANNEL="CSECRET",
+        LOG_LEVEL="DEBUG",
+    )
+    process = BotProcess(env, tmp_path, port)
+    await asyncio.to_thread(process.wait_healthy)
     try:
         sent = await asyncio.to_thread(
             cli, "send", "runway", str(CALLBACKS / "runway-success.json"), env=env
         )
         assert sent.stdout.strip() == '{"status":"received"}'
-        await slash(Remote, fake_slack, "poll veo_task_3f9c2a7b1d4e veo", channel="CSECRET")
-        await eventually(lambda: len(fake_slack.roots("CSECRET")) == 2)
-        await slash(Remote, fake_slack, "status abc", secret="wrong")
+        async with remote(process) as bot:
+            await slash(bot, fake_slack, "poll veo_task_3f9c2a7b1d4e veo", channel="CSECRET")
+            await eventually(lambda: len(fake_slack.roots("CSECRET")) == 2)
+            await slash(bot, fake_slack, "status abc", secret="wrong")
     finally:
-        await Remote.http.close()
-        bot.terminate()
-    output = bot.output()
+        process.terminate()
+    output = process.output()
     for secret in ("xoxb-token-must-not-leak", SIGNING_SECRET, fake_kie.api_key, hmac_key):
         assert secret not in output
     assert "DEBUG" in output  # the log was as verbose as it gets
