@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -48,6 +49,10 @@ class ChannelPacer:
         tokens = min(self._burst, tokens + (now - last) * self._rate) - 1.0
         self._buckets[channel] = (tokens, now)
         return 0.0 if tokens >= 0 else -tokens / self._rate
+
+
+def _task_message(task: Task, with_image: bool) -> Message:
+    return build_task_message(task, with_image=with_image)
 
 
 def backoff(attempts: int) -> float:
@@ -182,41 +187,19 @@ class Delivery:
     async def _send(self, row: OutboxRow) -> None:
         root_ts, shown = await self._outbox.thread(row)
         if row.kind == "root":
-            # Read the last event before the task, so the root shows at least that event.
-            shown_event = await self._outbox.last_event_id(row.family, row.task_id)
-            task = await self._tasks.get(row.family, row.task_id)
-            if task is None:
-                await self._outbox.fail(row, "task not found")
-                return
-            ts = await self._post(row, lambda image: build_task_message(task, with_image=image))
-            await self._outbox.done(row, root_ts=ts, shown_event=shown_event)
+            await self._send_root(row)
             return
-        already_shown = row.event_id is not None and shown is not None and row.event_id <= shown
-        if row.kind == "update":
-            if root_ts is None or already_shown:
-                await self._outbox.skip(row, "the root already shows it")
-                return
-            task = await self._tasks.get(row.family, row.task_id)
-            if task is None:
-                await self._outbox.fail(row, "task not found")
-                return
-            await self._update(row, root_ts, task)
-            await self._outbox.done(row)
-            return
-        if row.kind == "reply" and already_shown:
+        if row.event_id is not None and shown is not None and row.event_id <= shown:
             await self._outbox.skip(row, "the root already shows it")
             return
+        if row.kind == "update":
+            await self._send_update(row, root_ts)
+            return
         if row.kind == "reply":
-            event = await self._outbox.event(row.event_id or 0)
-            if event is None:
+            render = await self._reply_renderer(row)
+            if render is None:
                 await self._outbox.fail(row, "event not found")
                 return
-            update = event_update(event)
-            finished = float(event["received_at"])
-
-            def render(image: bool) -> Message:
-                return build_update_message(update, with_image=image, finished_at=finished)
-
         else:
             notice = build_notice(row.task_id, row.text or "")
 
@@ -225,6 +208,44 @@ class Delivery:
 
         await self._post(row, render, thread_ts=root_ts)
         await self._outbox.done(row)
+
+    async def _send_root(self, row: OutboxRow) -> None:
+        # Read the last event before the task, so the root shows at least that event.
+        shown_event = await self._outbox.last_event_id(row.family, row.task_id)
+        task = await self._tasks.get(row.family, row.task_id)
+        if task is None:
+            await self._outbox.fail(row, "task not found")
+            return
+        ts = await self._post(row, functools.partial(_task_message, task))
+        await self._outbox.done(row, root_ts=ts, shown_event=shown_event)
+
+    async def _send_update(self, row: OutboxRow, root_ts: str | None) -> None:
+        task = await self._tasks.get(row.family, row.task_id)
+        if root_ts is None or task is None:
+            await self._outbox.skip(row, "no root message to update")
+            return
+        try:
+            await self._gateway.update(row.channel, root_ts, build_task_message(task))
+        except SlackError as exc:
+            if not exc.image_failed:
+                raise
+            await self._gateway.update(
+                row.channel, root_ts, build_task_message(task, with_image=False)
+            )
+        self._metrics.inc("slack_calls_total", method="chat.update", outcome="ok")
+        await self._outbox.done(row)
+
+    async def _reply_renderer(self, row: OutboxRow) -> Callable[[bool], Message] | None:
+        event = await self._outbox.event(row.event_id or 0)
+        if event is None:
+            return None
+        update = event_update(event)
+        finished = float(event["received_at"])
+
+        def render(image: bool) -> Message:
+            return build_update_message(update, with_image=image, finished_at=finished)
+
+        return render
 
     async def _post(
         self, row: OutboxRow, render: Callable[[bool], Message], thread_ts: str | None = None
@@ -243,14 +264,3 @@ class Delivery:
             ts = await self._gateway.post(row.channel, render(False), thread_ts)
         self._metrics.inc("slack_calls_total", method="chat.postMessage", outcome="ok")
         return ts
-
-    async def _update(self, row: OutboxRow, root_ts: str, task: Task) -> None:
-        try:
-            await self._gateway.update(row.channel, root_ts, build_task_message(task))
-        except SlackError as exc:
-            if not exc.image_failed:
-                raise
-            await self._gateway.update(
-                row.channel, root_ts, build_task_message(task, with_image=False)
-            )
-        self._metrics.inc("slack_calls_total", method="chat.update", outcome="ok")
