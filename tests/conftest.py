@@ -150,12 +150,11 @@ def signed_form_headers(body: str, secret: str = SIGNING_SECRET) -> dict[str, st
     from slack_sdk.signature import SignatureVerifier
 
     timestamp = str(int(time.time()))
+    signature = SignatureVerifier(secret).generate_signature(timestamp=timestamp, body=body)
     return {
         "Content-Type": "application/x-www-form-urlencoded",
         "X-Slack-Request-Timestamp": timestamp,
-        "X-Slack-Signature": SignatureVerifier(secret).generate_signature(
-            timestamp=timestamp, body=body
-        ),
+        "X-Slack-Signature": signature or "",
     }
 
 
