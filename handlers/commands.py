@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -21,6 +22,8 @@ from storage.tasks import Task, TaskStore
 
 log = logging.getLogger(__name__)
 
+#: Answers not ready by then are acknowledged first and sent by response URL (Slack waits 3 s).
+ACK_WITHIN = 1.5
 #: What a task id may look like: kie.ai's ids are hex, UUIDs and words joined by _ or -.
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
@@ -65,13 +68,23 @@ class Commands:
         words = text.split()
         sub = words[0].lower() if words else "help"
         log.info("/kie %r from %s in %s", sub[:20], user, channel)
+        work = asyncio.ensure_future(self._answer(reply, sub, words[1:], channel, user))
+        await asyncio.wait([work], timeout=ACK_WITHIN)
+        if not work.done() and not reply.acknowledged:
+            # Slack gives up after 3 s: acknowledge now, the answer follows by response URL.
+            await reply.say("Working on it…")
+        await work
+
+    async def _answer(
+        self, reply: Reply, sub: str, args: list[str], channel: str, user: str
+    ) -> None:
         try:
             if sub == "help":
                 await reply.say(USAGE)
             elif sub == "status":
-                await self._status(reply, words[1:])
+                await self._status(reply, args)
             elif sub == "poll":
-                await self._poll(reply, words[1:], channel)
+                await self._poll(reply, args, channel)
             elif sub == "list":
                 await self._list(reply, channel)
             elif sub == "url":

@@ -360,11 +360,13 @@ async def test_a_locked_database_gets_a_plain_answer(start_bot, fake_slack):
     locker.execute("BEGIN EXCLUSIVE")
     try:
         status, answer = await slash(bot, fake_slack, "url", channel="C0LOCKED")
+        assert status == 200  # acknowledged in time even though the database keeps it waiting
+        assert answer["text"] == "Working on it…"
+        [text] = await eventually(lambda: texts(fake_slack))
     finally:
         locker.rollback()
         locker.close()
-    assert status == 200
-    assert "database is not answering" in answer["text"]
+    assert "database is not answering" in text
 
 
 async def test_slash_commands_work_in_console_mode(start_bot, fake_slack):
