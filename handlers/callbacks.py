@@ -39,6 +39,14 @@ class CallbackIntake:
     async def handle(self, request: web.Request) -> web.Response:
         slug = request.match_info["product"]
         response = await self._handle(request, slug)
+        if response.status >= 400:
+            log.warning(
+                "callback to %r from %s refused with %d: %s",
+                request.path[:200],
+                request.remote,
+                response.status,
+                response.text,
+            )
         label = slug if slug in PRODUCTS else "unknown"
         self.metrics.inc("kie_callbacks_total", product=label, status=str(response.status))
         return response
@@ -79,8 +87,7 @@ class CallbackIntake:
                 tolerance=self.settings.kie_signature_tolerance,
             )
             if problem is not None:
-                log.warning("rejected %s callback for %r: %s", slug, update.task_id, problem)
-                return json_error(401, problem)
+                return json_error(401, f"{problem} (task {update.task_id[:80]!r})")
         try:
             applied = await self.tasks.apply(update, channel=channel)
         except StoreUnavailable as exc:

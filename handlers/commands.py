@@ -94,6 +94,7 @@ class Commands:
             else:
                 raise Unusable(f"Unknown sub-command `{_shown(sub)}`. Try `/kie help`.")
         except Unusable as exc:
+            log.info("/kie %r answered: %s", sub[:20], exc)
             await reply.say(str(exc))
         except StoreUnavailable as exc:
             log.error("/kie %r: store unavailable: %s", sub[:20], exc)

@@ -81,7 +81,7 @@ class Bot:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         sent = {"Content-Type": "application/json"}
         key = self.settings.kie_webhook_hmac_key
-        if key and sign is not False:
+        if key and sign is not False and isinstance(body, dict):
             task_id = (body.get("data") or {}).get("taskId") or (body.get("data") or {}).get(
                 "task_id", ""
             )

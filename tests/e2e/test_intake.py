@@ -270,3 +270,12 @@ async def test_unsigned_callbacks_pass_when_no_key_is_set(start_bot):
         200,
         {"status": "received"},
     )
+
+
+async def test_refused_callbacks_are_logged_with_their_reason(start_bot, caplog):
+    bot = await start_bot(kie_webhook_hmac_key=HMAC_KEY)
+    with caplog.at_level("WARNING"):
+        await bot.callback("veo", b"{not json")
+        await bot.callback("veo", load("veo-success.json"), sign=False)
+    assert 'refused with 400: {"error":"body is not JSON"}' in caplog.text
+    assert "refused with 401" in caplog.text and "veo_task_3f9c2a7b1d4e" in caplog.text
