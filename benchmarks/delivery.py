@@ -33,10 +33,8 @@ import itertools
 import json
 import os
 import re
-import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -54,6 +52,7 @@ from processes import (  # noqa: E402
     SetupError,
     free_port,
     percentile,
+    run_in_tempdir,
     start,
     stop,
     wait_ready,
@@ -598,18 +597,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="kie-slack-delivery-"))
-    try:
-        asyncio.run(run(args, tmp))
-    except SetupError as exc:
-        print(f"delivery benchmark: setup failed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if args.keep:
-            print(f"(files kept in {tmp})")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return run_in_tempdir("delivery", lambda tmp: run(args, tmp), keep=args.keep)
 
 
 if __name__ == "__main__":

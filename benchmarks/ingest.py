@@ -24,10 +24,8 @@ import asyncio
 import itertools
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,9 +37,9 @@ from aiohttp import web
 from processes import (
     HOST,
     Server,
-    SetupError,
     free_port,
     percentile,
+    run_in_tempdir,
     start,
     stop,
     wait_ready,
@@ -418,18 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.bare_server is not None:
         run_bare_server(args.bare_server)
         return 0
-    tmp = Path(tempfile.mkdtemp(prefix="kie-slack-bench-"))
-    try:
-        asyncio.run(run(args, tmp))
-    except SetupError as exc:
-        print(f"ingest benchmark: setup failed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        if args.keep:
-            print(f"(files kept in {tmp})")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return 0
+    return run_in_tempdir("ingest", lambda tmp: run(args, tmp), keep=args.keep)
 
 
 if __name__ == "__main__":

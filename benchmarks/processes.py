@@ -11,12 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -111,3 +115,21 @@ def percentile(values: Sequence[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def run_in_tempdir(
+    name: str, run: Callable[[Path], Coroutine[Any, Any, None]], *, keep: bool
+) -> int:
+    """Run `run(tmp)` in a fresh temporary folder; 2 if setup failed, else 0."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"kie-slack-{name}-"))
+    try:
+        asyncio.run(run(tmp))
+    except SetupError as exc:
+        print(f"{name} benchmark: setup failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if keep:
+            print(f"(files kept in {tmp})")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
