@@ -22,9 +22,6 @@ class Metrics:
     def inc(self, name: str, **labels: str) -> None:
         self._counts[(name, tuple(sorted(labels.items())))] += 1
 
-    def value(self, name: str, **labels: str) -> int:
-        return self._counts[(name, tuple(sorted(labels.items())))]
-
     def render(self, gauges: dict[str, float] | None = None) -> str:
         lines: list[str] = []
         for name, help_text in self._HELP.items():

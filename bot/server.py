@@ -32,14 +32,10 @@ from storage.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", Metrics)
-DATABASE = web.AppKey("database", Database)
 TASKS = web.AppKey("tasks", TaskStore)
 OUTBOX = web.AppKey("outbox", Outbox)
 ROUTES = web.AppKey("routes", RouteStore)
-HTTP = web.AppKey("http", aiohttp.ClientSession)
-DELIVERY = web.AppKey("delivery", Delivery)
 INTAKE = web.AppKey("intake", CallbackIntake)
 SCHEDULE = web.AppKey("schedule", PollSchedule)
 OPS = web.AppKey("ops", Ops)
@@ -71,13 +67,11 @@ def create_app(
     """The whole bot as one aiohttp application; nothing starts until the app does."""
     app = web.Application(middlewares=[_json_errors])
     slack_events = SlackEvents()
-    app[SETTINGS] = settings
     app[METRICS] = Metrics()
     fallback = settings.kie_default_channel or (CONSOLE_CHANNEL if settings.console_mode else None)
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
         database = await Database.open(settings.database_path)
-        app[DATABASE] = database
         app[TASKS] = TaskStore(database, clock=clock)
         app[OUTBOX] = Outbox(database, clock=clock)
         app[ROUTES] = RouteStore(database, clock=clock)
@@ -88,7 +82,6 @@ def create_app(
     async def http(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=30, connect=10)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            app[HTTP] = session
             app[CLIENTS] = Clients(
                 slack=slack_client(settings, session) if settings.slack_bot_token else None,
                 kie=KieClient(session, settings.kie_api_url, settings.kie_api_key, app[METRICS])
@@ -106,7 +99,6 @@ def create_app(
         else:
             gateway = WebApiGateway(client)
         worker = Delivery(app[OUTBOX], app[TASKS], gateway, app[METRICS], pacer=pacer, clock=clock)
-        app[DELIVERY] = worker
         await worker.start()
         yield
         await worker.stop()

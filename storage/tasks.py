@@ -84,9 +84,9 @@ def merge(old: Task | None, update: TaskUpdate, now: float) -> tuple[Task, bool]
         )
         return task, True
     if update.state is State.RUNNING:
-        if old.state is State.RUNNING:
-            return replace(old, prompt=old.prompt or update.prompt), False
-        return old, False  # a stale "still generating" after a final answer
+        if old.state is State.RUNNING and not old.prompt and update.prompt:
+            return replace(old, prompt=update.prompt), False
+        return old, False  # nothing new, or a stale "still generating" after a final answer
     new_videos = tuple(url for url in update.video_urls if url not in old.video_urls)
     new_images = tuple(url for url in update.image_urls if url not in old.image_urls)
     state = update.state

@@ -185,10 +185,10 @@ class Delivery:
         await self._outbox.retry(row, exc.error, delay)
 
     async def _send(self, row: OutboxRow) -> None:
-        root_ts, shown = await self._outbox.thread(row)
         if row.kind == "root":
             await self._send_root(row)
             return
+        root_ts, shown = await self._outbox.thread(row)
         if row.event_id is not None and shown is not None and row.event_id <= shown:
             await self._outbox.skip(row, "the root already shows it")
             return

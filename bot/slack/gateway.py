@@ -6,11 +6,13 @@ import itertools
 import logging
 import sys
 import time
-from typing import Protocol, TextIO
+from collections.abc import Awaitable
+from typing import Any, Protocol, TextIO
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.slack.messages import Message, render_console
 
@@ -114,9 +116,9 @@ class WebApiGateway:
         )
 
     @staticmethod
-    async def _call(call: object) -> dict:
+    async def _call(call: Awaitable[AsyncSlackResponse]) -> dict[str, Any]:
         try:
-            response = await call  # type: ignore[misc]
+            response = await call
         except SlackApiError as exc:
             raise _classify(exc) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
