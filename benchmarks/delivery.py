@@ -60,7 +60,7 @@ from processes import (  # noqa: E402
 
 from tests.fakes.slack import FakeSlack  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kie-api" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 VEO_SUCCESS = FIXTURES / "callbacks" / "veo-success.json"
 TASK_ID_MARKER = "__BENCH_TASK_ID__"
 #: The task ids this script makes; found in a posted message's notification text.

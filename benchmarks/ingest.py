@@ -47,7 +47,7 @@ from processes import (
 
 from bot.kie.signature import signed_headers
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kie-api" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 VEO_SUCCESS = FIXTURES / "callbacks" / "veo-success.json"
 HMAC_KEY = "bench-hmac-key-not-a-secret"
 TASK_ID_MARKER = "__BENCH_TASK_ID__"

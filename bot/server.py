@@ -17,8 +17,9 @@ from bot.kie.client import KieClient
 from bot.metrics import Metrics
 from bot.polling import Poller, start_scheduler
 from bot.slack.bolt import build_bolt
+from bot.slack.console import ConsoleGateway
 from bot.slack.delivery import ChannelPacer, Delivery
-from bot.slack.gateway import ConsoleGateway, SlackGateway, WebApiGateway
+from bot.slack.gateway import SlackGateway, WebApiGateway
 from handlers.callbacks import CallbackIntake
 from handlers.commands import Commands
 from handlers.ops import Ops

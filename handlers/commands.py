@@ -13,12 +13,12 @@ from typing import Any, Protocol
 from bot.config import Settings
 from bot.kie.client import KieClient, KieError
 from bot.kie.products import POLL_PRODUCTS, PRODUCTS, Product, product_names
-from bot.kie.update import TaskUpdate
 from bot.slack.messages import Message, build_task_message, escape
+from bot.task import Task, TaskUpdate
 from storage.database import StoreUnavailable
 from storage.polls import PollSchedule
 from storage.routes import RouteStore
-from storage.tasks import Task, TaskStore
+from storage.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 

@@ -9,112 +9,19 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from typing import Any
 
 from bot.kie.products import PRODUCTS
-from bot.kie.update import Source, State, TaskUpdate
+from bot.task import Applied, State, Task, TaskUpdate, merge
 from storage.database import Database
 from storage.outbox import enqueue_news, enqueue_root
 
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
-class Task:
-    """A task as stored: the merged result of every update learnt about it.
-
-    `code`/`message` are the provider's code and message of the latest update. A task that
-    succeeded stays `SUCCEEDED` when a later update fails (a 4K upgrade that cannot be made, a
-    retried old failure); that failure is then in `code`/`message`.
-    Times are Unix seconds; `finished_at` is when the task's results (or final state) arrived.
-    """
-
-    product: str
-    task_id: str
-    state: State
-    video_urls: tuple[str, ...] = ()
-    image_urls: tuple[str, ...] = ()
-    code: int | None = None
-    message: str = ""
-    prompt: str | None = None
-    source: Source = "callback"
-    created_at: float = 0.0
-    updated_at: float = 0.0
-    finished_at: float | None = None
-
-    @property
-    def family(self) -> str:
-        return PRODUCTS[self.product].family
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    """What `apply` did: `duplicate` when nothing was new; `news` when Slack has something to show."""
-
-    duplicate: bool
-    news: bool = False
-    task: Task | None = None
-    channels: tuple[str, ...] = ()
-    queued: bool = False
-
-
 def canonical_json(value: Any) -> str:
     """The JSON text of `value` with sorted keys and no spaces: equal content, equal text."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def merge(old: Task | None, update: TaskUpdate, now: float) -> tuple[Task, bool]:
-    """The task after `update`, and whether that changes what Slack should show."""
-    if old is None:
-        final = update.state.is_final
-        task = Task(
-            product=update.product,
-            task_id=update.task_id,
-            state=update.state,
-            video_urls=update.video_urls,
-            image_urls=update.image_urls,
-            code=update.code,
-            message=update.message,
-            prompt=update.prompt,
-            source=update.source,
-            created_at=now,
-            updated_at=now,
-            finished_at=now if final else None,
-        )
-        return task, True
-    if update.state is State.RUNNING:
-        if old.state is State.RUNNING and not old.prompt and update.prompt:
-            return replace(old, prompt=update.prompt), False
-        return old, False  # nothing new, or a stale "still generating" after a final answer
-    new_videos = tuple(url for url in update.video_urls if url not in old.video_urls)
-    new_images = tuple(url for url in update.image_urls if url not in old.image_urls)
-    state = update.state
-    if state is State.FAILED and old.state is State.SUCCEEDED:
-        state = State.SUCCEEDED  # a failed upgrade (or a stale retry) leaves the video in place
-    news = (
-        state is not old.state
-        or bool(new_videos)
-        or (
-            update.state is State.FAILED
-            and (update.code, update.message) != (old.code, old.message)
-        )
-    )
-    if not news:
-        return old, False
-    task = replace(
-        old,
-        state=state,
-        video_urls=old.video_urls + new_videos,
-        image_urls=old.image_urls + new_images,
-        code=update.code,
-        message=update.message,
-        prompt=old.prompt or update.prompt,
-        source=update.source,
-        updated_at=now,
-        finished_at=now if new_videos or old.finished_at is None else old.finished_at,
-    )
-    return task, True
 
 
 class TaskStore:

@@ -22,18 +22,34 @@ from tests.fakes.kie import FakeKie
 from tests.fakes.server import LocalServer
 from tests.fakes.slack import FakeSlack
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kie-api" / "fixtures"
+#: Example payloads: kie.ai's documented bodies, plus our own for documented variants.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CALLBACKS = FIXTURES / "callbacks"
 POLLS = FIXTURES / "poll"
-OWN_FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 HMAC_KEY = "test-webhook-hmac-key-do-not-use"
 SIGNING_SECRET = "test-signing-secret"
 
 
+def product_of(name: str) -> str:
+    """The product slug a fixture file name starts with (the longest one that fits)."""
+    from bot.kie.products import PRODUCTS
+
+    return max((slug for slug in PRODUCTS if name.startswith(slug + "-")), key=len)
+
+
+def callback_files() -> list[Path]:
+    """Every callback fixture that names a task (not the `_signed-…` requests, not `data: null`)."""
+    return sorted(
+        path
+        for path in CALLBACKS.glob("*.json")
+        if not path.name.startswith("_") and "data-null" not in path.name
+    )
+
+
 def load(name: str) -> Any:
-    """A fixture body by file name: ours first, then the shared ones."""
-    for folder in (OWN_FIXTURES / "callbacks", CALLBACKS, POLLS, FIXTURES / "common"):
+    """A fixture body by file name, from any fixture folder."""
+    for folder in (CALLBACKS, POLLS, FIXTURES / "common", FIXTURES / "market"):
         if (folder / name).exists():
             return json.loads((folder / name).read_text())
     raise FileNotFoundError(name)

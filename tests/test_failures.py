@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from bot.kie.failures import HEADINGS, Explanation, explain_failure
 from bot.kie.products import PRODUCTS
-from bot.kie.update import State
 from bot.slack.messages import build_task_message
-from storage.tasks import Task
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kie-api" / "fixtures"
-CALLBACKS = FIXTURES / "callbacks"
+from bot.task import State, Task
+from tests.conftest import callback_files, product_of
 
 #: Every callback fixture: its expected heading, or None for a success.
 EXPECTED_CALLBACKS: dict[str, str | None] = {
@@ -48,13 +44,7 @@ EXPECTED_CALLBACKS: dict[str, str | None] = {
 }
 
 
-def product_of(name: str) -> str:
-    """The product slug a fixture file name starts with (the longest one that fits)."""
-    return max((slug for slug in PRODUCTS if name.startswith(slug + "-")), key=len)
-
-
-#: Our own fixtures for documented variants that have no shared file.
-OWN_CALLBACKS = Path(__file__).resolve().parent / "fixtures" / "callbacks"
+#: Our own fixtures for documented variants that kie.ai's documentation gives no file for.
 EXPECTED_OWN: dict[str, str | None] = {
     "luma-success-alt-wording.json": None,
     "runway-fail-nulls.json": "Content moderation",
@@ -65,21 +55,18 @@ EXPECTED_OWN: dict[str, str | None] = {
     "veo-fail-500-timeout.json": "Provider error",
     "veo-success-resulturls-json-string.json": None,
 }
-FIXTURE_PATHS = {
-    **{p.name: p for p in CALLBACKS.glob("*.json") if not p.name.startswith("_")},
-    **{p.name: p for p in OWN_CALLBACKS.glob("*.json") if "data-null" not in p.name},
-}
+FIXTURE_PATHS = {path.name: path for path in callback_files()}
 
 
-def callback_files() -> list[str]:
+def fixture_names() -> list[str]:
     return sorted(FIXTURE_PATHS)
 
 
 def test_every_callback_fixture_has_an_expectation() -> None:
-    assert callback_files() == sorted({**EXPECTED_CALLBACKS, **EXPECTED_OWN})
+    assert fixture_names() == sorted({**EXPECTED_CALLBACKS, **EXPECTED_OWN})
 
 
-@pytest.mark.parametrize("name", callback_files())
+@pytest.mark.parametrize("name", fixture_names())
 def test_callback_fixture_heading(name: str) -> None:
     product = product_of(name)
     update = PRODUCTS[product].parse_callback(json.loads(FIXTURE_PATHS[name].read_text()))

@@ -6,7 +6,6 @@ import json
 import re
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,25 +13,18 @@ from slack_sdk.models.blocks import Block
 
 from bot.kie.failures import explain_failure
 from bot.kie.products import PRODUCTS, RESULT_RETENTION_DAYS
-from bot.kie.update import State, TaskUpdate
+from bot.slack.console import render_console
 from bot.slack.messages import (
     Message,
     build_notice,
     build_task_message,
     build_update_message,
-    render_console,
 )
-from storage.tasks import Task
-
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "kie-api" / "fixtures"
-CALLBACKS = FIXTURES / "callbacks"
+from bot.task import State, Task, TaskUpdate
+from tests.conftest import CALLBACKS, callback_files, product_of
 
 FINISHED = datetime(2026, 11, 25, 14, 3, tzinfo=UTC).timestamp()
 EXPIRES_TEXT = "2026-12-09 14:03 UTC"
-
-
-def product_of(name: str) -> str:
-    return max((slug for slug in PRODUCTS if name.startswith(slug + "-")), key=len)
 
 
 def load(name: str) -> TaskUpdate:
@@ -57,7 +49,7 @@ def as_task(update: TaskUpdate, finished_at: float | None = FINISHED) -> Task:
     )
 
 
-ALL_CALLBACKS = sorted(p.name for p in CALLBACKS.glob("*.json") if not p.name.startswith("_"))
+ALL_CALLBACKS = [path.name for path in callback_files()]
 SUCCESSES = [name for name in ALL_CALLBACKS if load(name).state is State.SUCCEEDED]
 FAILURES = [name for name in ALL_CALLBACKS if load(name).state is State.FAILED]
 

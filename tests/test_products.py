@@ -8,19 +8,14 @@ import pytest
 
 from bot.kie.payload import prompt_of, url_list
 from bot.kie.products import POLL_PRODUCTS, PRODUCTS, PayloadError
-from bot.kie.update import State
-from tests.conftest import CALLBACKS, OWN_FIXTURES, POLLS, load
+from bot.task import State
+from tests.conftest import CALLBACKS, POLLS, load, product_of
 
 VIDEO = "https://example.com/v.mp4"
 
 
-def product_of(name: str) -> str:
-    return next(p for p in ("veo-4k", "suno-mp4", "veo", "runway", "luma") if name.startswith(p))
-
-
 CALLBACK_FILES = sorted(
-    [p for p in CALLBACKS.glob("*.json") if not p.name.startswith("_")]
-    + list((OWN_FIXTURES / "callbacks").glob("*.json")),
+    [p for p in CALLBACKS.glob("*.json") if not p.name.startswith("_")],
     key=lambda p: p.name,
 )
 

@@ -15,8 +15,8 @@ import aiohttp
 
 from bot.kie.payload import code_of, message_of
 from bot.kie.products import PayloadError, Product
-from bot.kie.update import TaskUpdate
 from bot.metrics import Metrics
+from bot.task import TaskUpdate
 
 log = logging.getLogger(__name__)
 

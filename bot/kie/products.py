@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.kie.payload import as_mapping, code_of, first_text, message_of, prompt_of, text, url_list
-from bot.kie.update import State, TaskUpdate
+from bot.task import State, TaskUpdate
 
 #: kie.ai keeps generated media this long after the result.
 RESULT_RETENTION_DAYS = 14

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from bot.metrics import Metrics
 from bot.slack.gateway import SlackError, SlackGateway
 from bot.slack.messages import Message, build_notice, build_task_message, build_update_message
+from bot.task import Task
 from storage.database import StoreUnavailable
 from storage.outbox import Outbox, OutboxRow
-from storage.tasks import Task, TaskStore, event_update
+from storage.tasks import TaskStore, event_update
 
 log = logging.getLogger(__name__)
 

@@ -1,20 +1,17 @@
-"""The one façade over Slack's Web API (or stdout in console mode) that the delivery worker uses."""
+"""The one façade over Slack's Web API that the delivery worker uses (console mode: `console.py`)."""
 
 from __future__ import annotations
 
-import itertools
 import logging
-import sys
-import time
 from collections.abc import Awaitable
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.slack.messages import Message, render_console
+from bot.slack.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -146,24 +143,3 @@ def _classify(exc: SlackApiError) -> SlackError:
         if "image" in detail.lower() or "image" in str(data.get("errors", "")).lower():
             return SlackError(error, image_failed=True)
     return SlackError(error, permanent=error in PERMANENT_ERRORS)
-
-
-class ConsoleGateway:
-    """Console mode: every message is printed for a person to read."""
-
-    def __init__(self, out: TextIO | None = None) -> None:
-        self._out = out
-        self._counter = itertools.count(1)
-
-    async def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
-        ts = f"{int(time.time())}.{next(self._counter):06d}"
-        self._print(render_console(channel, message, thread_ts=thread_ts))
-        return ts
-
-    async def update(self, channel: str, ts: str, message: Message) -> None:
-        self._print(render_console(channel, message, update_ts=ts))
-
-    def _print(self, text: str) -> None:
-        out = self._out or sys.stdout
-        out.write(text.rstrip("\n") + "\n\n")
-        out.flush()

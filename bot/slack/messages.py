@@ -1,23 +1,21 @@
 """Block Kit messages about tasks: pure builders, no I/O.
 
 `build_task_message` renders a task's root message (updated in place as the task moves),
-`build_update_message` one piece of news as a thread reply, `build_notice` a short thread note, and
-`render_console` any of them as plain text for console mode. Text from outside (prompts, provider
+`build_update_message` one piece of news as a thread reply, and `build_notice` a short thread
+note. Text from outside (prompts, provider
 messages, task ids, URLs) is escaped so it cannot mention anyone or forge a link, and Slack's
 Block Kit limits (slack-platform.md section 5) are kept.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.kie.failures import Explanation, explain_failure
 from bot.kie.products import PRODUCTS, RESULT_RETENTION_DAYS
-from bot.kie.update import Source, State, TaskUpdate
-from storage.tasks import Task
+from bot.task import Source, State, Task, TaskUpdate
 
 MAX_BLOCKS = 50
 SECTION_MAX = 3000
@@ -328,75 +326,3 @@ def build_notice(task_id: str, text: str) -> Message:
         _context(f"Task {_code(task_id)}"),
     ]
     return Message(_fallback(f"{text} (task {_short_id(task_id)})"), blocks)
-
-
-# --- console ----------------------------------------------------------------------------------
-
-_DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
-_LINK = re.compile(r"<([^|>]+)\|([^>]*)>")
-_BARE = re.compile(r"<([^|>]+)>")
-_BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
-
-
-def _plain(mrkdwn: str) -> str:
-    """mrkdwn made readable as plain text: dates, links and bold resolved, entities unescaped."""
-    value = _DATE.sub(r"\1", mrkdwn)
-    value = _LINK.sub(r"\2 (\1)", value)
-    value = _BARE.sub(r"\1", value)
-    value = _BOLD.sub(r"\1", value)
-    return value.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-
-
-def _text_of(obj: Any) -> str:
-    """The text of a text object (plain_text or mrkdwn), as plain text."""
-    if not isinstance(obj, dict):
-        return ""
-    value = str(obj.get("text", ""))
-    return _plain(value) if obj.get("type") == "mrkdwn" else value
-
-
-def _console_lines(block: dict[str, Any]) -> list[str]:
-    kind = block.get("type")
-    if kind == "header":
-        title = _text_of(block.get("text"))
-        return [title, "─" * min(len(title), 60)]
-    if kind == "section":
-        lines = _text_of(block.get("text")).splitlines()
-        for field in block.get("fields") or []:
-            lines.extend(_text_of(field).splitlines())
-        return lines
-    if kind == "actions":
-        return [
-            f"[{_text_of(element.get('text'))}] {element.get('url', '')}".rstrip()
-            for element in block.get("elements", [])
-        ]
-    if kind == "image":
-        return [f"[image] {block.get('image_url', '')}"]
-    if kind == "context":
-        return [
-            "· "
-            + (f"[image] {e.get('image_url', '')}" if e.get("type") == "image" else _text_of(e))
-            for e in block.get("elements", [])
-        ]
-    if kind == "divider":
-        return ["─" * 40]
-    return [f"[{kind} block]"]
-
-
-def render_console(
-    channel: str, message: Message, thread_ts: str | None = None, update_ts: str | None = None
-) -> str:
-    """`message` as readable plain text for console mode (no Slack token), one line per item."""
-    if update_ts:
-        where = f"(update of {update_ts})"
-    elif thread_ts:
-        where = f"(reply in thread {thread_ts})"
-    else:
-        where = "(new message)"
-    target = channel if channel.startswith("#") else f"#{channel}"
-    lines = [f"── {target} {where}"]
-    body = [line for block in message.blocks for line in _console_lines(block)]
-    if not body:
-        body = [_plain(message.text)]
-    lines.extend(f"   {line}" if line else "" for line in body)
-    return "\n".join(lines)

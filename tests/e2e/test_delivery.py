@@ -13,7 +13,7 @@ import pytest
 
 from bot.kie.products import PRODUCTS
 from bot.slack.delivery import ChannelPacer
-from tests.conftest import CALLBACKS, OWN_FIXTURES, eventually, load
+from tests.conftest import callback_files, eventually, load, product_of
 
 CHANNEL = "C0DEFAULT"
 
@@ -46,13 +46,8 @@ async def test_success_card_in_the_default_channel(start_bot, fake_slack):
 
 def _fixture_cases() -> list[tuple[str, str]]:
     cases = []
-    for path in sorted([*CALLBACKS.glob("*.json"), *(OWN_FIXTURES / "callbacks").glob("*.json")]):
-        if path.name.startswith("_") or "data-null" in path.name:
-            continue
-        slug = next(
-            p for p in ("veo-4k", "suno-mp4", "veo", "runway", "luma") if path.name.startswith(p)
-        )
-        cases.append((slug, path.name))
+    for path in callback_files():
+        cases.append((product_of(path.name), path.name))
     return cases
 
 

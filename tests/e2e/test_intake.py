@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bot.kie.signature import sign
-from tests.conftest import CALLBACKS, HMAC_KEY, load
+from tests.conftest import CALLBACKS, HMAC_KEY, callback_files, load, product_of
 
 PRODUCT_FIXTURES = {
     "veo": "veo-success.json",
@@ -64,13 +64,8 @@ async def test_a_different_body_for_the_same_task_is_news(start_bot):
 
 async def test_every_callback_fixture_is_accepted(start_bot):
     bot = await start_bot()
-    for path in sorted(CALLBACKS.glob("*.json")):
-        if path.name.startswith("_"):
-            continue
-        product = next(
-            p for p in ("veo-4k", "suno-mp4", "veo", "runway", "luma") if path.name.startswith(p)
-        )
-        status, answer = await bot.callback(product, json.loads(path.read_text()))
+    for path in callback_files():
+        status, answer = await bot.callback(product_of(path.name), json.loads(path.read_text()))
         assert status == 200, (path.name, answer)
 
 

@@ -9,8 +9,8 @@ import pytest
 
 from bot.kie.client import KieClient, KieError, RateLimiter
 from bot.kie.products import PRODUCTS
-from bot.kie.update import State
 from bot.metrics import Metrics
+from bot.task import State
 from tests.conftest import POLLS
 from tests.fakes.kie import fixture_answer
 

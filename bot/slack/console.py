@@ -1,0 +1,103 @@
+"""Console mode: with no Slack token, every message is printed as plain text for a person."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sys
+import time
+from typing import Any, TextIO
+
+from bot.slack.messages import Message
+
+# --- console ----------------------------------------------------------------------------------
+
+_DATE = re.compile(r"<!date\^[^|>]*\|([^>]*)>")
+_LINK = re.compile(r"<([^|>]+)\|([^>]*)>")
+_BARE = re.compile(r"<([^|>]+)>")
+_BOLD = re.compile(r"(?<![\w*])\*([^*\n]+)\*(?![\w*])")
+
+
+def _plain(mrkdwn: str) -> str:
+    """mrkdwn made readable as plain text: dates, links and bold resolved, entities unescaped."""
+    value = _DATE.sub(r"\1", mrkdwn)
+    value = _LINK.sub(r"\2 (\1)", value)
+    value = _BARE.sub(r"\1", value)
+    value = _BOLD.sub(r"\1", value)
+    return value.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _text_of(obj: Any) -> str:
+    """The text of a text object (plain_text or mrkdwn), as plain text."""
+    if not isinstance(obj, dict):
+        return ""
+    value = str(obj.get("text", ""))
+    return _plain(value) if obj.get("type") == "mrkdwn" else value
+
+
+def _console_lines(block: dict[str, Any]) -> list[str]:
+    kind = block.get("type")
+    if kind == "header":
+        title = _text_of(block.get("text"))
+        return [title, "─" * min(len(title), 60)]
+    if kind == "section":
+        lines = _text_of(block.get("text")).splitlines()
+        for field in block.get("fields") or []:
+            lines.extend(_text_of(field).splitlines())
+        return lines
+    if kind == "actions":
+        return [
+            f"[{_text_of(element.get('text'))}] {element.get('url', '')}".rstrip()
+            for element in block.get("elements", [])
+        ]
+    if kind == "image":
+        return [f"[image] {block.get('image_url', '')}"]
+    if kind == "context":
+        return [
+            "· "
+            + (f"[image] {e.get('image_url', '')}" if e.get("type") == "image" else _text_of(e))
+            for e in block.get("elements", [])
+        ]
+    if kind == "divider":
+        return ["─" * 40]
+    return [f"[{kind} block]"]
+
+
+def render_console(
+    channel: str, message: Message, thread_ts: str | None = None, update_ts: str | None = None
+) -> str:
+    """`message` as readable plain text for console mode (no Slack token), one line per item."""
+    if update_ts:
+        where = f"(update of {update_ts})"
+    elif thread_ts:
+        where = f"(reply in thread {thread_ts})"
+    else:
+        where = "(new message)"
+    target = channel if channel.startswith("#") else f"#{channel}"
+    lines = [f"── {target} {where}"]
+    body = [line for block in message.blocks for line in _console_lines(block)]
+    if not body:
+        body = [_plain(message.text)]
+    lines.extend(f"   {line}" if line else "" for line in body)
+    return "\n".join(lines)
+
+
+class ConsoleGateway:
+    """Console mode: every message is printed for a person to read."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self._out = out
+        self._counter = itertools.count(1)
+
+    async def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
+        ts = f"{int(time.time())}.{next(self._counter):06d}"
+        self._print(render_console(channel, message, thread_ts=thread_ts))
+        return ts
+
+    async def update(self, channel: str, ts: str, message: Message) -> None:
+        self._print(render_console(channel, message, update_ts=ts))
+
+    def _print(self, text: str) -> None:
+        out = self._out or sys.stdout
+        out.write(text.rstrip("\n") + "\n\n")
+        out.flush()
