@@ -99,6 +99,13 @@ MIGRATIONS: tuple[str, ...] = (
         created_at REAL NOT NULL
     );
     """,
+    # 2: Slack trouble is waited out: unknown errors are counted apart from passing ones, and an
+    # operator's retry starts the retry window again.
+    """
+    ALTER TABLE outbox ADD COLUMN unknown_errors INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE outbox ADD COLUMN retry_since REAL;
+    CREATE INDEX outbox_failed ON outbox (id) WHERE status = 'failed';
+    """,
 )
 
 
