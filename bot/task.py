@@ -27,7 +27,8 @@ class TaskUpdate:
     """One piece of news about a task, whatever its source.
 
     `code` and `message` are the provider's own; `raw` is the body as received (a callback body or
-    a poll answer), kept for the event log.
+    a poll answer), kept for the event log. `model` (a Market model id such as
+    `kling-2.6/text-to-video`) and `credits` (credits consumed) are set only when kie.ai says.
     """
 
     product: str
@@ -40,6 +41,8 @@ class TaskUpdate:
     prompt: str | None = None
     source: Source = "callback"
     raw: Any = field(default=None, compare=False, repr=False)
+    model: str | None = None
+    credits: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,8 @@ class Task:
     created_at: float = 0.0
     updated_at: float = 0.0
     finished_at: float | None = None
+    model: str | None = None
+    credits: float | None = None
 
     @classmethod
     def first(cls, update: TaskUpdate, now: float) -> Task:
@@ -81,6 +86,8 @@ class Task:
             created_at=now,
             updated_at=now,
             finished_at=now if update.state.is_final else None,
+            model=update.model,
+            credits=update.credits,
         )
 
     @property
@@ -110,8 +117,12 @@ def merge(old: Task | None, update: TaskUpdate, now: float) -> tuple[Task, bool]
     if old is None:
         return Task.first(update, now), True
     if update.state is State.RUNNING:
-        if old.state is State.RUNNING and not old.prompt and update.prompt:
-            return replace(old, prompt=update.prompt), False
+        if old.state is State.RUNNING and (
+            (not old.prompt and update.prompt) or (not old.model and update.model)
+        ):
+            return replace(
+                old, prompt=old.prompt or update.prompt, model=old.model or update.model
+            ), False
         return old, False  # nothing new, or a stale "still generating" after a final answer
     new_videos = tuple(url for url in update.video_urls if url not in old.video_urls)
     new_images = tuple(url for url in update.image_urls if url not in old.image_urls)
@@ -137,6 +148,8 @@ def merge(old: Task | None, update: TaskUpdate, now: float) -> tuple[Task, bool]
         message=update.message,
         prompt=old.prompt or update.prompt,
         source=update.source,
+        model=old.model or update.model,
+        credits=update.credits if update.credits is not None else old.credits,
         updated_at=now,
         finished_at=now if new_videos or old.finished_at is None else old.finished_at,
     )

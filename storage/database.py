@@ -106,6 +106,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN retry_since REAL;
     CREATE INDEX outbox_failed ON outbox (id) WHERE status = 'failed';
     """,
+    # 3: Market (jobs API) tasks name their model and the credits they consumed.
+    """
+    ALTER TABLE tasks ADD COLUMN model TEXT;
+    ALTER TABLE tasks ADD COLUMN credits REAL;
+    ALTER TABLE events ADD COLUMN model TEXT;
+    ALTER TABLE events ADD COLUMN credits REAL;
+    """,
 )
 
 

@@ -140,8 +140,9 @@ def _insert_event(
 ) -> int | None:
     row = conn.execute(
         """INSERT INTO events (family, task_id, product, source, content_hash, body, state,
-                               video_urls, image_urls, code, message, prompt, news, received_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               video_urls, image_urls, code, message, prompt, news, received_at,
+                               model, credits)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (product, task_id, source, content_hash) DO NOTHING
            RETURNING id""",
         (
@@ -159,6 +160,8 @@ def _insert_event(
             update.prompt,
             int(news),
             now,
+            update.model,
+            update.credits,
         ),
     ).fetchone()
     return int(row[0]) if row else None
@@ -167,13 +170,15 @@ def _insert_event(
 def _upsert_task(conn: sqlite3.Connection, family: str, task: Task) -> None:
     conn.execute(
         """INSERT INTO tasks (family, task_id, product, state, video_urls, image_urls, code,
-                              message, prompt, source, created_at, updated_at, finished_at)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                              message, prompt, source, created_at, updated_at, finished_at,
+                              model, credits)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (family, task_id) DO UPDATE SET
                state = excluded.state, video_urls = excluded.video_urls,
                image_urls = excluded.image_urls, code = excluded.code,
                message = excluded.message, prompt = excluded.prompt, source = excluded.source,
-               updated_at = excluded.updated_at, finished_at = excluded.finished_at""",
+               updated_at = excluded.updated_at, finished_at = excluded.finished_at,
+               model = excluded.model, credits = excluded.credits""",
         (
             family,
             task.task_id,
@@ -188,6 +193,8 @@ def _upsert_task(conn: sqlite3.Connection, family: str, task: Task) -> None:
             task.created_at,
             task.updated_at,
             task.finished_at,
+            task.model,
+            task.credits,
         ),
     )
 
@@ -215,6 +222,8 @@ def _shared_fields(row: sqlite3.Row) -> dict[str, Any]:
         "message": row["message"],
         "prompt": row["prompt"],
         "source": row["source"],
+        "model": row["model"],
+        "credits": row["credits"],
     }
 
 
