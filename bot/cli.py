@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bot import __version__
 from bot.config import ConfigError, Settings, configure_logging
 from bot.kie.products import PRODUCTS
 from bot.kie.signature import signed_headers
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="kie-slack",
         description="Slack app and HTTP server behind kie.ai video-generation callbacks.",
     )
+    parser.add_argument("--version", action="version", version=f"kie-slack {__version__}")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the server until SIGINT/SIGTERM (the default)")
     send_parser = commands.add_parser(
@@ -66,7 +68,7 @@ def serve(settings: Settings) -> int:
     from bot.server import create_app
     from storage.database import StoreUnavailable
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         web.run_app(
             create_app(settings),
@@ -123,16 +125,15 @@ def send(settings: Settings, slug: str, file: Path, base_url: str | None) -> int
 
 def check(settings: Settings, env: Mapping[str, str]) -> int:
     """Explain the configuration line by line; non-zero when the bot could not run."""
-    lines, usable = _explain(settings, env)
-    if usable:
-        usable = asyncio.run(_database_usable(settings, lines))
+    lines = _explain(settings, env)
+    usable = asyncio.run(_database_usable(settings, lines))
     for line in lines:
         print(line)
     print("configuration is usable" if usable else "configuration is NOT usable")
     return 0 if usable else 1
 
 
-def _explain(settings: Settings, env: Mapping[str, str]) -> tuple[list[str], bool]:
+def _explain(settings: Settings, env: Mapping[str, str]) -> list[str]:
     def given(name: str) -> bool:
         return bool(env.get(name, "").strip())
 
@@ -179,16 +180,21 @@ def _explain(settings: Settings, env: Mapping[str, str]) -> tuple[list[str], boo
         lines.append(
             f"{warn} KIE_DEFAULT_CHANNEL is not set: unrouted callbacks are stored, not posted"
         )
-    lines.append(f"{ok} POLL_INTERVAL={settings.poll_interval} s, LOG_LEVEL={settings.log_level}")
-    return lines, True
+    lines.append(f"{ok} POLL_INTERVAL={settings.poll_interval} s")
+    lines.append(
+        f"{ok} SLACK_RETRY_HOURS={settings.slack_retry_hours:g}: a Slack post that fails for a "
+        "passing reason is retried that long"
+    )
+    lines.append(f"{ok} LOG_LEVEL={settings.log_level}, LOG_FORMAT={settings.log_format}")
+    return lines
 
 
 async def _database_usable(settings: Settings, lines: list[str]) -> bool:
-    from storage.database import Database, StoreUnavailable
+    from storage.database import Database
 
     try:
         database = await Database.open(settings.database_path)
-    except (StoreUnavailable, OSError, Exception) as exc:  # any failure means unusable
+    except Exception as exc:  # whatever stops it opening makes the configuration unusable
         lines.append(f"✗ database {settings.database_path}: {exc}")
         return False
     await database.close()

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, cast
 from urllib.parse import urlsplit
 
 
@@ -14,6 +19,9 @@ class ConfigError(ValueError):
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+LogFormat = Literal["text", "json"]
+_LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +42,8 @@ class Settings:
     public_url: str = "http://localhost:3000"
     poll_interval: int = 30
     log_level: str = "INFO"
+    log_format: LogFormat = "text"
+    slack_retry_hours: float = 24.0
 
     @property
     def console_mode(self) -> bool:
@@ -68,6 +78,8 @@ class Settings:
             ),
             poll_interval=_integer(get("POLL_INTERVAL"), "POLL_INTERVAL", 30, low=1, high=86400),
             log_level=_log_level(get("LOG_LEVEL")),
+            log_format=_log_format(get("LOG_FORMAT")),
+            slack_retry_hours=_positive_number(get("SLACK_RETRY_HOURS"), "SLACK_RETRY_HOURS", 24.0),
         )
 
 
@@ -80,6 +92,18 @@ def _integer(value: str | None, name: str, default: int, *, low: int, high: int 
         raise ConfigError(f"{name}={value!r} is not a whole number") from None
     if not low <= number <= high:
         raise ConfigError(f"{name}={number} is out of range ({low}..{high})")
+    return number
+
+
+def _positive_number(value: str | None, name: str, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number") from None
+    if not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{name}={value!r} is not a positive number")
     return number
 
 
@@ -121,9 +145,50 @@ def _log_level(value: str | None) -> str:
     return level
 
 
-def configure_logging(level: str) -> None:
-    """One line per record on stderr."""
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def _log_format(value: str | None) -> LogFormat:
+    if value is None:
+        return "text"
+    fmt = value.lower()
+    if fmt not in _LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT={value!r} is not one of {', '.join(_LOG_FORMATS)}")
+    return cast(LogFormat, fmt)
+
+
+class JsonFormatter(logging.Formatter):
+    """A record as one line of JSON: time, level, logger, message; task_id, channel, exc_info."""
+
+    #: Attributes that log calls may pass with `extra=`.
+    FIELDS = ("task_id", "channel")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, str] = {
+            "time": datetime.fromtimestamp(record.created, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name in self.FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                entry[name] = str(value)
+        if record.exc_info:
+            entry["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack_info"] = self.formatStack(record.stack_info)
+        return json.dumps(entry)
+
+
+def configure_logging(level: str, fmt: LogFormat = "text") -> None:
+    """Log to stderr as text or as JSON lines; APScheduler's per-run lines only at DEBUG."""
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler], force=True)
+    number = logging.getLevelNamesMapping()[level]
+    # APScheduler logs every run of a job at INFO: those lines show only at DEBUG.
+    scheduler = number if number <= logging.DEBUG else max(number, logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(scheduler)
