@@ -81,11 +81,20 @@ class Poller:
             try:
                 await self._poll_one(poll)
             except StoreUnavailable as exc:
-                log.error("poll of %s not recorded: %s", poll.task_id, exc)
+                log.error(
+                    "poll of %s not recorded: %s",
+                    poll.task_id,
+                    exc,
+                    extra={"task_id": poll.task_id},
+                )
 
     async def _poll_one(self, poll: DuePoll) -> None:
         if self._clock() >= poll.until:
-            log.warning("giving up on task %s after a day without a final answer", poll.task_id)
+            log.warning(
+                "giving up on task %s after a day without a final answer",
+                poll.task_id,
+                extra={"task_id": poll.task_id},
+            )
             await self._schedule.give_up(poll, gave_up_text(poll.task_id))
             return
         product = PRODUCTS[poll.product]
@@ -93,7 +102,13 @@ class Poller:
             update = await self._client.record(product, poll.task_id)
         except KieError as exc:
             delay = min(MAX_POLL_BACKOFF, self._interval * 2 ** (poll.failures + 1))
-            log.warning("poll of %s failed (%s); next try in %.0f s", poll.task_id, exc, delay)
+            log.warning(
+                "poll of %s failed (%s); next try in %.0f s",
+                poll.task_id,
+                exc,
+                delay,
+                extra={"task_id": poll.task_id},
+            )
             self._metrics.inc("kie_polls_total", product=product.slug, outcome=exc.kind)
             await self._schedule.next(poll, delay, failed=True)
             return

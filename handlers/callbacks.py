@@ -91,16 +91,25 @@ class CallbackIntake:
         try:
             applied = await self.tasks.apply(update, channel=channel)
         except StoreUnavailable as exc:
-            return _unavailable(exc)
+            return _unavailable(exc, update.task_id)
         if applied.duplicate:
-            log.info("duplicate %s callback for %r", slug, update.task_id)
+            log.info(
+                "duplicate %s callback for %r",
+                slug,
+                update.task_id,
+                extra={"task_id": update.task_id},
+            )
             return json_answer({"status": "duplicate"})
-        log.info("stored %s callback for %r: %s", slug, update.task_id, update.state.value)
+        where = {"task_id": update.task_id, "channel": ",".join(applied.channels) or None}
+        log.info(
+            "stored %s callback for %r: %s", slug, update.task_id, update.state.value, extra=where
+        )
         if not applied.channels:
             log.warning(
                 "task %r is stored but posted nowhere: set KIE_DEFAULT_CHANNEL, or use the "
                 "callback URL that /kie url gives in the channel that should see it",
                 update.task_id,
+                extra=where,
             )
         return json_answer({"status": "received"})
 
@@ -119,6 +128,6 @@ async def _read_limited(request: web.Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _unavailable(exc: Exception) -> web.Response:
-    log.error("store unavailable, answering 503: %s", exc)
+def _unavailable(exc: Exception, task_id: str | None = None) -> web.Response:
+    log.error("store unavailable, answering 503: %s", exc, extra={"task_id": task_id})
     return json_error(503, "the store cannot write now; retry later")

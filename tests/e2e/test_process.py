@@ -12,6 +12,8 @@ from tests.conftest import CALLBACKS, eventually, load
 from tests.e2e.processes import BotProcess, free_port, remote, service_env
 
 VEO = str(CALLBACKS / "veo-success.json")
+RUNWAY = str(CALLBACKS / "runway-success.json")
+RUNWAY_TASK = "5b8e1c2d-7a41-4f0e-9c3b-2d6f8a1e4b70"
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd=None) -> subprocess.CompletedProcess:
@@ -71,6 +73,8 @@ def test_malformed_variable_stops_start_with_one_line(tmp_path):
         ("DATABASE_URL", "postgres://x"),
         ("LOG_LEVEL", "LOUD"),
         ("KIE_SIGNATURE_TOLERANCE", "soon"),
+        ("LOG_FORMAT", "xml"),
+        ("SLACK_RETRY_HOURS", "0"),
     ):
         result = cli("serve", env={name: value}, cwd=tmp_path)
         assert result.returncode == 2, name
@@ -82,6 +86,7 @@ def test_check_explains_the_configuration(tmp_path):
     ok = cli("check", env={"DATABASE_URL": "sqlite:///c.db"}, cwd=tmp_path)
     assert ok.returncode == 0, ok.stdout
     assert "console mode" in ok.stdout and "KIE_API_KEY is not set" in ok.stdout
+    assert "SLACK_RETRY_HOURS=24:" in ok.stdout and "LOG_FORMAT=text" in ok.stdout
     assert "usable" in ok.stdout.splitlines()[-1]
     secret = "xoxb-super-secret-token"
     configured = cli(
@@ -99,6 +104,54 @@ def test_check_explains_the_configuration(tmp_path):
     assert bad.returncode != 0 and "PORT" in bad.stdout
     unusable = cli("check", env={"DATABASE_URL": "sqlite:////nonexistent/dir/x.db"}, cwd=tmp_path)
     assert unusable.returncode == 1 and "NOT usable" in unusable.stdout
+
+
+def test_version_is_the_package_version():
+    from bot import __version__
+
+    result = cli("--version")
+    assert (result.returncode, result.stdout) == (0, f"kie-slack {__version__}\n")
+
+
+async def test_json_log_is_one_object_per_line(tmp_path, fake_slack, fake_kie):
+    from tests.conftest import POLLS, slash
+    from tests.fakes.kie import fixture_answer
+
+    polled = "veo_task_3f9c2a7b1d4e"
+    generating = fixture_answer(POLLS / "veo-record-info-generating.json")
+    fake_kie.script("/api/v1/veo/record-info", polled, generating)
+    port = free_port()
+    env = service_env(
+        tmp_path,
+        port,
+        "json.db",
+        slack=fake_slack,
+        kie=fake_kie,
+        KIE_DEFAULT_CHANNEL="CJSON",
+        POLL_INTERVAL="1",
+        LOG_FORMAT="json",
+    )
+    bot = BotProcess(env, tmp_path, port)
+    await asyncio.to_thread(bot.wait_healthy)
+    try:
+        sent = await asyncio.to_thread(cli, "send", "runway", RUNWAY, env=env)
+        assert sent.stdout.strip() == '{"status":"received"}'
+        async with remote(bot) as session:
+            await slash(session, fake_slack, f"poll {polled} veo", channel="CJSON")
+            await eventually(lambda: fake_kie.polls(polled) >= 3)  # the scheduler ran meanwhile
+    finally:
+        assert bot.terminate() == 0
+    # The process's stdout shares the file; its only line in this mode says where it listens.
+    lines = [line for line in bot.output().splitlines() if not line.startswith("kie-slack listen")]
+    entries = [json.loads(line) for line in lines]
+    assert entries and all(
+        isinstance(entry, dict) and {"time", "level", "logger", "message"} <= entry.keys()
+        for entry in entries
+    )
+    stored = [entry for entry in entries if entry.get("task_id") == RUNWAY_TASK]
+    assert stored and stored[0]["channel"] == "CJSON", stored
+    per_run = [e for e in entries if e["logger"].startswith("apscheduler") and e["level"] == "INFO"]
+    assert per_run == []
 
 
 async def test_killed_after_acknowledging_delivers_after_restart_none_twice(tmp_path, fake_slack):
