@@ -10,7 +10,7 @@ from bot.kie.failures import HEADINGS, Explanation, explain_failure
 from bot.kie.products import PRODUCTS
 from bot.slack.messages import build_task_message
 from bot.task import State, Task
-from tests.conftest import callback_files, product_of
+from tests.conftest import FIXTURES, callback_files, product_of
 
 #: Every callback fixture: its expected heading, or None for a success.
 EXPECTED_CALLBACKS: dict[str, str | None] = {
@@ -62,8 +62,30 @@ def fixture_names() -> list[str]:
     return sorted(FIXTURE_PATHS)
 
 
+#: Every Market (jobs API) callback fixture, in tests/fixtures/market/.
+EXPECTED_MARKET: dict[str, str | None] = {
+    "callback-success.json": None,
+    "callback-success-consume-credits.json": None,
+    "callback-fail.json": "Content moderation",
+    "callback-fail-no-failmsg.json": "Provider error",
+}
+MARKET_PATHS = {path.name: path for path in sorted((FIXTURES / "market").glob("callback-*.json"))}
+
+
 def test_every_callback_fixture_has_an_expectation() -> None:
     assert fixture_names() == sorted({**EXPECTED_CALLBACKS, **EXPECTED_OWN})
+    assert sorted(MARKET_PATHS) == sorted(EXPECTED_MARKET)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_MARKET))
+def test_market_callback_fixture_heading(name: str) -> None:
+    update = PRODUCTS["market"].parse_callback(json.loads(MARKET_PATHS[name].read_text()))
+    expected = EXPECTED_MARKET[name]
+    if expected is None:
+        assert update.state is State.SUCCEEDED
+        return
+    assert update.state is State.FAILED
+    assert explain_failure(update.product, update.code, update.message).heading == expected
 
 
 @pytest.mark.parametrize("name", fixture_names())
@@ -250,6 +272,18 @@ DOCUMENTED: list[tuple[str, int | None, str, str]] = [
     ),
     ("luma", 402, "", "Out of credits"),
     ("runway", None, "Insufficient Credits", "Out of credits"),
+    # Market (jobs API): failMsg wordings, and the failure callback's envelope message, which
+    # says nothing more than its code.
+    (
+        "market",
+        500,
+        "Your content was flagged by the content moderation system. Please modify your prompt.",
+        "Content moderation",
+    ),
+    ("market", 501, "Playground task failed.", "Provider error"),
+    ("market", 402, "Playground task failed.", "Out of credits"),
+    ("market", 422, "Playground task failed.", "Unknown failure"),
+    ("market", 408, "", "Provider error"),
 ]
 
 

@@ -21,7 +21,7 @@ from bot.slack.messages import (
     build_update_message,
 )
 from bot.task import State, Task, TaskUpdate
-from tests.conftest import CALLBACKS, callback_files, product_of
+from tests.conftest import CALLBACKS, FIXTURES, callback_files, product_of
 
 FINISHED = datetime(2026, 11, 25, 14, 3, tzinfo=UTC).timestamp()
 EXPIRES_TEXT = "2026-12-09 14:03 UTC"
@@ -460,3 +460,96 @@ def test_render_console_lists_every_video_url() -> None:
 def test_render_console_without_blocks_uses_text() -> None:
     out = render_console("C9", Message(text="just text", blocks=[]))
     assert out.splitlines() == ["── #C9 (new message)", "   just text"]
+
+
+# --- Market (jobs API) ------------------------------------------------------------------------
+
+
+def market(name: str) -> TaskUpdate:
+    body = json.loads((FIXTURES / "market" / name).read_text())
+    return PRODUCTS["market"].parse_callback(body)
+
+
+def market_task(update: TaskUpdate) -> Task:
+    return replace(as_task(update), model=update.model, credits=update.credits)
+
+
+def test_market_success_card_names_the_model_and_the_credits() -> None:
+    update = market("callback-success.json")
+    for message in (
+        build_task_message(market_task(update)),
+        build_update_message(update, finished_at=FINISHED),
+    ):
+        assert_valid(message)
+        assert message.blocks[0]["text"]["text"] == "✅ kie.ai Market video ready"
+        body = texts(message)
+        assert "*Model:* Kling 2.6 text to video" in body
+        assert "kling-2.6/" not in body
+        assert "*Credits used:* 55" in body
+        assert "*Prompt:* A paper boat drifting" in body
+        assert [b["url"] for b in buttons(message)] == list(update.video_urls)
+        assert "Kling 2.6 text to video" in message.text and update.task_id in message.text
+
+
+def test_market_links_are_not_promised_for_14_days() -> None:
+    message = build_task_message(market_task(market("callback-success.json")))
+    context = "\n".join(b["elements"][0]["text"] for b in blocks_of(message, "context"))
+    assert "14 days" not in context and EXPIRES_TEXT not in context
+    assert "may expire within a day" in context
+    assert "download or save the videos soon" in context
+    assert f"<!date^{int(FINISHED) + 86_400}^" in context
+    later = build_task_message(market_task(market("callback-success.json")), now=FINISHED + 90_000)
+    assert "may have expired" in texts(later)
+    assert "14 days" not in texts(later)
+    # Other products keep their 14 days.
+    assert "14 days" in texts(build_task_message(as_task(load("veo-success.json"))))
+
+
+def test_market_failure_card_explains_with_model_and_credits() -> None:
+    update = market("callback-fail.json")
+    for message in (build_task_message(market_task(update)), build_update_message(update)):
+        assert_valid(message)
+        assert message.blocks[0]["text"]["text"] == "❌ kie.ai Market task failed"
+        body = texts(message)
+        assert "*Model:* Wan 2.6 text to video" in body
+        assert "*Credits used:* 0" in body
+        assert "*Content moderation*" in body
+        assert "kie.ai said (code 500):" in body
+        assert f"> {update.message}" in body
+        assert message.text.endswith("failed: Content moderation")
+        assert "Wan 2.6 text to video" in message.text
+
+
+def test_market_running_card_names_the_model_without_credits() -> None:
+    task = Task(
+        "market", "mk_run", State.RUNNING, prompt="A boat", model="grok-imagine/text-to-video"
+    )
+    message = build_task_message(task)
+    assert_valid(message)
+    assert "kie.ai Market is generating" in message.blocks[0]["text"]["text"]
+    assert "*Model:* Grok Imagine text to video" in texts(message)
+    assert "Credits" not in texts(message)
+    assert "Grok Imagine text to video" in message.text
+
+
+def test_cards_without_model_or_credits_have_no_such_lines() -> None:
+    message = build_task_message(as_task(load("veo-success.json")))
+    assert "*Model:*" not in texts(message) and "*Credits used:*" not in texts(message)
+
+
+@pytest.mark.parametrize(("credits", "shown"), [(0.5, "0.5"), (1200.0, "1,200"), (12.345, "12.35")])
+def test_credits_are_written_as_people_write_them(credits: float, shown: str) -> None:
+    task = replace(market_task(market("callback-success.json")), credits=credits)
+    assert f"*Credits used:* {shown}\n" in texts(build_task_message(task)) + "\n"
+
+
+def test_market_model_from_outside_cannot_inject_and_stays_short() -> None:
+    task = replace(
+        market_task(market("callback-success.json")), model="<!channel>/" + "very-long-" * 100
+    )
+    message = build_task_message(task)
+    assert_valid(message)
+    everything = texts(message) + message.text
+    assert "<!channel>" not in everything
+    line = next(line for line in texts(message).splitlines() if line.startswith("*Model:* "))
+    assert line.startswith("*Model:* &lt;!channel&gt;") and len(line) < 200

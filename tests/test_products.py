@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from bot.kie.payload import prompt_of, url_list
-from bot.kie.products import POLL_PRODUCTS, PRODUCTS, PayloadError
+from bot.kie.payload import amount_of, json_value, prompt_of, url_list
+from bot.kie.products import POLL_PRODUCTS, PRODUCTS, PayloadError, model_name
 from bot.task import State
-from tests.conftest import CALLBACKS, POLLS, load, product_of
+from tests.conftest import CALLBACKS, FIXTURES, POLLS, load, product_of
 
 VIDEO = "https://example.com/v.mp4"
 
@@ -208,5 +208,215 @@ def test_poll_answer_without_record_is_an_error():
 
 
 def test_poll_products_cover_each_endpoint_once():
-    assert [p.slug for p in POLL_PRODUCTS] == ["veo", "runway", "luma", "suno-mp4"]
+    assert [p.slug for p in POLL_PRODUCTS] == ["veo", "runway", "luma", "suno-mp4", "market"]
     assert len({p.poll_path for p in POLL_PRODUCTS}) == len(POLL_PRODUCTS)
+
+
+# --- Market (jobs API) ----------------------------------------------------------------------
+
+MARKET = PRODUCTS["market"]
+MARKET_FIXTURES = FIXTURES / "market"
+#: Every Market callback and recordInfo fixture: (state, videos, model, credits, prompt start).
+MARKET_EXPECTED = {
+    "callback-success.json": (State.SUCCEEDED, 1, "kling-2.6/text-to-video", 55.0, "A paper boat"),
+    "callback-success-consume-credits.json": (
+        State.SUCCEEDED,
+        2,
+        "bytedance/seedance-1.5-pro",
+        72.5,
+        "A lighthouse",
+    ),
+    "callback-fail.json": (State.FAILED, 0, "wan/2-6-text-to-video", 0.0, "A crowd"),
+    "callback-fail-no-failmsg.json": (
+        State.FAILED,
+        0,
+        "hailuo/2-3-image-to-video-pro",
+        0.0,
+        "The statue",
+    ),
+    "record-info-generating.json": (State.RUNNING, 0, "kling-2.6/text-to-video", None, "A paper"),
+    "record-info-success.json": (State.SUCCEEDED, 1, "kling-2.6/text-to-video", None, "A paper"),
+    "record-info-fail.json": (State.FAILED, 0, "wan/2-6-text-to-video", None, "A crowd"),
+}
+
+
+def test_every_market_fixture_has_an_expectation():
+    names = {p.name for p in MARKET_FIXTURES.glob("*.json")} - {"create-task-response.json"}
+    assert names == set(MARKET_EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(MARKET_EXPECTED))
+def test_market_fixture_parses(name):
+    body = json.loads((MARKET_FIXTURES / name).read_text())
+    state, videos, model, credits, prompt = MARKET_EXPECTED[name]
+    if name.startswith("callback"):
+        update = MARKET.parse_callback(body)
+        assert update.source == "callback"
+    else:
+        update = MARKET.parse_poll(body, "asked-id")
+        assert update.source == "poll"
+    assert update.product == "market"
+    assert update.task_id == body["data"]["taskId"]
+    assert update.state is state
+    assert len(update.video_urls) == videos
+    assert all(url.startswith("https://") and url.endswith(".mp4") for url in update.video_urls)
+    assert update.model == model
+    assert update.credits == credits
+    assert update.prompt and update.prompt.startswith(prompt)
+    assert update.raw == body
+    if state is State.FAILED:
+        assert update.code is not None and update.message
+
+
+def test_market_failure_reads_fail_code_and_message():
+    update = MARKET.parse_callback(load("callback-fail.json"))
+    assert update.code == 500  # failCode, a string in the body
+    assert update.message.startswith("Your content was flagged")
+    polled = MARKET.parse_poll(load("record-info-fail.json"), "x")
+    assert (polled.code, polled.message) == (update.code, update.message)
+
+
+def test_market_failure_without_fail_fields_keeps_the_envelope():
+    update = MARKET.parse_callback(load("callback-fail-no-failmsg.json"))
+    assert (update.code, update.message) == (501, "Playground task failed.")
+
+
+def test_market_success_is_judged_by_state_not_code():
+    body = load("callback-success.json")
+    body["code"] = 501
+    assert MARKET.parse_callback(body).state is State.SUCCEEDED
+    body = load("callback-fail.json")
+    body["code"] = 200
+    assert MARKET.parse_callback(body).state is State.FAILED
+    del body["data"]["state"]  # no state: the code decides, as for every product
+    assert MARKET.parse_callback(body).state is State.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("word", "state"),
+    [
+        ("waiting", State.RUNNING),
+        ("queuing", State.RUNNING),
+        ("queueing", State.RUNNING),
+        ("generating", State.RUNNING),
+        ("SUCCESS", State.SUCCEEDED),
+        ("fail", State.FAILED),
+        ("something-new", State.RUNNING),
+        (None, State.RUNNING),
+    ],
+)
+def test_market_poll_states(word, state):
+    body = load("record-info-success.json")
+    body["data"]["state"] = word
+    update = MARKET.parse_poll(body, "x")
+    assert update.state is state
+    assert bool(update.video_urls) == (state is State.SUCCEEDED)
+
+
+def test_market_result_json_as_object_and_broken():
+    body = load("callback-success.json")
+    urls = MARKET.parse_callback(body).video_urls
+    body["data"]["resultJson"] = {"resultUrls": list(urls)}
+    assert MARKET.parse_callback(body).video_urls == urls
+    body["data"]["resultJson"] = "{not json"
+    broken = MARKET.parse_callback(body)
+    assert broken.state is State.SUCCEEDED and broken.video_urls == ()
+
+
+@pytest.mark.parametrize(
+    ("model", "kept"),
+    [
+        (None, None),
+        ("", None),
+        (42, "42"),
+        ("x" * 201, None),
+        ("kling\n2.6", None),
+        ({"id": "kling"}, None),
+    ],
+)
+def test_market_model_from_outside_is_kept_only_when_sane(model, kept):
+    body = load("callback-success.json")
+    body["data"]["model"] = model
+    body["data"]["param"] = "{}"
+    assert MARKET.parse_callback(body).model == kept
+
+
+def test_market_model_falls_back_to_the_request():
+    body = load("callback-success.json")
+    del body["data"]["model"]
+    assert MARKET.parse_callback(body).model == "kling-2.6/text-to-video"
+
+
+@pytest.mark.parametrize(
+    ("data", "credits"),
+    [
+        ({"creditsConsumed": 55}, 55.0),
+        ({"consumeCredits": "12.5"}, 12.5),
+        ({"creditsConsumed": None, "consumeCredits": 3}, 3.0),
+        ({"creditsConsumed": 0, "consumeCredits": 9}, 0.0),
+        ({"creditsConsumed": -5}, None),
+        ({"creditsConsumed": "lots"}, None),
+        ({"creditsConsumed": True}, None),
+        ({}, None),
+    ],
+)
+def test_market_credits_in_either_spelling(data, credits):
+    body = load("callback-success.json")
+    del body["data"]["creditsConsumed"]
+    body["data"].update(data)
+    assert MARKET.parse_callback(body).credits == credits
+
+
+def test_market_callback_without_task_id_is_refused():
+    body = load("callback-success.json")
+    body["data"]["taskId"] = ""
+    with pytest.raises(PayloadError, match=r"data\.taskId"):
+        MARKET.parse_callback(body)
+
+
+@pytest.mark.parametrize(
+    ("model_id", "name"),
+    [
+        ("kling-2.6/text-to-video", "Kling 2.6 text to video"),
+        ("kling-2.6/image-to-video", "Kling 2.6 image to video"),
+        ("kling/v2-5-turbo-text-to-video-pro", "Kling v2.5 Turbo text to video Pro"),
+        ("hailuo/02-text-to-video-standard", "Hailuo 02 text to video Standard"),
+        ("hailuo/2-3-image-to-video-pro", "Hailuo 2.3 image to video Pro"),
+        ("bytedance/seedance-1.5-pro", "Seedance 1.5 Pro"),
+        ("bytedance/seedance-2", "Seedance 2"),
+        ("bytedance/seedance-1-pro-image-to-video", "Seedance 1 Pro image to video"),
+        ("bytedance/v1-pro-text-to-video", "ByteDance v1 Pro text to video"),
+        ("wan/2-6-text-to-video", "Wan 2.6 text to video"),
+        ("wan/3-0-video-prime", "Wan 3.0 video Prime"),
+        ("grok-imagine/text-to-video", "Grok Imagine text to video"),
+        ("sora-2-pro-text-to-video", "Sora 2 Pro text to video"),
+        ("sora-2-pro-storyboard", "Sora 2 Pro storyboard"),
+        ("acme/dream-machine_x", "Acme dream machine x"),
+        ("ACME/GPT-video", "ACME GPT video"),
+        ("///", "///"),
+    ],
+)
+def test_model_name(model_id, name):
+    assert model_name(model_id) == name
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('{"a": 1}', {"a": 1}),
+        ({"a": 1}, {"a": 1}),
+        ("", None),
+        ("{broken", None),
+        (None, None),
+    ],
+)
+def test_json_value(value, expected):
+    assert json_value(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(55, 55.0), ("0.5", 0.5), (0, 0.0), (-1, None), ("nan", None), (10**400, None), (True, None)],
+)
+def test_amount_of(value, expected):
+    assert amount_of(value) == expected

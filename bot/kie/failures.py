@@ -128,6 +128,7 @@ _RULES: tuple[tuple[tuple[str, ...], Explanation], ...] = (
             "content polic",
             "violating",
             "flagged",
+            "content moderation",
             "ai moderator",
             "inappropriate content",
             "nsfw",
@@ -164,11 +165,16 @@ _RULES: tuple[tuple[tuple[str, ...], Explanation], ...] = (
 
 _CODES: dict[int, Explanation] = {
     402: _CREDITS,
+    408: _PROVIDER,  # the Market jobs API: upstream returned nothing for over 10 minutes
     451: _SOURCE,
     455: _MAINTENANCE,
     500: _PROVIDER,
     501: _PROVIDER,
 }
+
+#: Envelope messages that only say "it failed" (the Market jobs API's failure callback): the code
+#: decides, as for an empty message.
+_SAYS_NOTHING = frozenset({"playground task failed", "playground task failed."})
 
 #: Veo's 422 fallback message wraps the original rejection: "rejected by Flow(<message>)".
 _FLOW = re.compile(r"rejected by flow\((?P<inner>.*)\)", re.IGNORECASE | re.DOTALL)
@@ -177,7 +183,7 @@ _FLOW = re.compile(r"rejected by flow\((?P<inner>.*)\)", re.IGNORECASE | re.DOTA
 def _by_message(message: str) -> Explanation | None:
     """The first rule whose needle occurs in `message`, or None."""
     lowered = " ".join(message.lower().split())
-    if not lowered:
+    if not lowered or lowered in _SAYS_NOTHING:
         return None
     flow = _FLOW.search(lowered)
     if flow:

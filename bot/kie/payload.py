@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -90,3 +91,25 @@ def prompt_of(value: Any) -> str | None:
             return None
     prompt = text(as_mapping(value).get("prompt"))
     return prompt or None
+
+
+def json_value(value: Any) -> Any:
+    """A field that kie.ai sends as JSON text (`resultJson`, `param`) decoded; other values as
+    they are; None for text that is not JSON."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return None
+    return value
+
+
+def amount_of(value: Any) -> float | None:
+    """A finite, non-negative number from a number or a numeric string; None otherwise."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return None
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):  # not a number, or an integer too large for a float
+        return None
+    return number if math.isfinite(number) and number >= 0 else None

@@ -7,17 +7,30 @@ Adding a product is one entry here and its tests.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bot.kie.payload import as_mapping, code_of, first_text, message_of, prompt_of, text, url_list
-from bot.task import State, TaskUpdate
+from bot.kie.payload import (
+    amount_of,
+    as_mapping,
+    code_of,
+    first_text,
+    json_value,
+    message_of,
+    prompt_of,
+    text,
+    url_list,
+)
+from bot.task import Source, State, TaskUpdate
 
 #: kie.ai keeps generated media this long after the result.
 RESULT_RETENTION_DAYS = 14
 #: Longer "task ids" are refused: kie.ai's are UUIDs, 32 hex digits or short words.
 MAX_TASK_ID = 256
+#: Longer Market model ids are not kept: kie.ai's are short (`kling-2.6/text-to-video`).
+MAX_MODEL_ID = 200
 
 
 class PayloadError(ValueError):
@@ -33,7 +46,8 @@ class Product:
 
     `family` groups products that share task ids and a poll endpoint (a Veo task and its 4K
     upgrade are one task). `task_id_fields` are the keys under `data` that hold the task id, in the
-    order they are tried, in callbacks and in poll answers alike.
+    order they are tried, in callbacks and in poll answers alike. `result_days` is how long the
+    result links are known to last (Market links may expire within a day).
     """
 
     slug: str
@@ -43,6 +57,7 @@ class Product:
     poll_path: str
     read_callback: Reader
     read_poll: Reader
+    result_days: int = RESULT_RETENTION_DAYS
 
     def callback_task_id(self, body: Any) -> str:
         """The task id a callback body names, or "" when it names none."""
@@ -240,6 +255,144 @@ def _suno_poll(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -
     )
 
 
+# --- Market models through the jobs API (Kling, Wan, Hailuo, Seedance, Sora 2, …) ------------
+
+_MARKET_STATES = {
+    "waiting": State.RUNNING,
+    "queuing": State.RUNNING,
+    "queueing": State.RUNNING,
+    "generating": State.RUNNING,
+    "success": State.SUCCEEDED,
+    "fail": State.FAILED,
+    "failed": State.FAILED,
+}
+
+
+def _market_callback(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -> TaskUpdate:
+    state = _MARKET_STATES.get(text(data.get("state")).lower())
+    if state is None:  # no state said: the envelope's code decides, as for the other products
+        state = State.SUCCEEDED if code_of(body.get("code")) == 200 else State.FAILED
+    return _market_update(task_id, body, data, state, "callback")
+
+
+def _market_poll(task_id: str, body: Mapping[str, Any], data: Mapping[str, Any]) -> TaskUpdate:
+    state = _MARKET_STATES.get(text(data.get("state")).lower(), State.RUNNING)
+    return _market_update(task_id, body, data, state, "poll")
+
+
+def _market_update(
+    task_id: str,
+    body: Mapping[str, Any],
+    data: Mapping[str, Any],
+    state: State,
+    source: Source,
+) -> TaskUpdate:
+    """A jobs-API record (callback `data` or recordInfo `data`) as a `TaskUpdate`.
+
+    Results are `resultJson.resultUrls` (`resultJson` is JSON text); a failure is `failCode` and
+    `failMsg`, else the callback envelope's `code` and `msg`. The prompt is the request's
+    `input.prompt` inside `param` (JSON text too).
+    """
+    param = as_mapping(json_value(data.get("param")))
+    code: int | None = None
+    message = ""
+    if state is State.SUCCEEDED:
+        code = 200
+        message = message_of(body) if source == "callback" else ""
+    elif state is State.FAILED:
+        code = code_of(data.get("failCode"))
+        message = text(data.get("failMsg"))
+        if source == "callback":
+            code = code if code is not None else code_of(body.get("code"))
+            message = message or message_of(body)
+    credits = amount_of(data.get("creditsConsumed"))
+    if credits is None:
+        credits = amount_of(data.get("consumeCredits"))
+    results = as_mapping(json_value(data.get("resultJson"))).get("resultUrls")
+    prompt = first_text(as_mapping(param.get("input")), "prompt") or text(param.get("prompt"))
+    return TaskUpdate(
+        product="market",
+        task_id=task_id,
+        state=state,
+        video_urls=url_list(results) if state is State.SUCCEEDED else (),
+        code=code,
+        message=message,
+        prompt=prompt or None,
+        source=source,
+        raw=body,
+        model=_model_id(first_text(data, "model") or text(param.get("model"))),
+        credits=credits,
+    )
+
+
+def _model_id(value: str) -> str | None:
+    """A Market model id fit to keep and show: printable and short; None otherwise."""
+    if not value or len(value) > MAX_MODEL_ID or not value.isprintable():
+        return None
+    return value
+
+
+#: How brands and words in Market model ids are spelled for people; others stay as written.
+_MODEL_WORDS = {
+    "kling": "Kling",
+    "wan": "Wan",
+    "hailuo": "Hailuo",
+    "seedance": "Seedance",
+    "seedream": "Seedream",
+    "bytedance": "ByteDance",
+    "sora": "Sora",
+    "grok": "Grok",
+    "imagine": "Imagine",
+    "veo": "Veo",
+    "veo3": "Veo 3",
+    "runway": "Runway",
+    "luma": "Luma",
+    "minimax": "MiniMax",
+    "hunyuan": "Hunyuan",
+    "openai": "OpenAI",
+    "google": "Google",
+    "midjourney": "Midjourney",
+    "topaz": "Topaz",
+    "pro": "Pro",
+    "turbo": "Turbo",
+    "lite": "Lite",
+    "standard": "Standard",
+    "master": "Master",
+    "prime": "Prime",
+    "fast": "Fast",
+    "t2v": "text to video",
+    "i2v": "image to video",
+    "v2v": "video to video",
+}
+#: Vendor names left out before a model that has its own name (`bytedance/seedance-2`).
+_VENDORS = {"bytedance": ("seedance", "seedream")}
+_VERSION_START = re.compile(r"v?\d{1,2}(?:\.\d{1,2})*", re.IGNORECASE)
+_VERSION_PART = re.compile(r"\d{1,2}")
+
+
+def model_name(model_id: str) -> str:
+    """A Market model id in words a person reads: `kling-2.6/text-to-video` is "Kling 2.6 text
+    to video", `hailuo/2-3-image-to-video-pro` is "Hailuo 2.3 image to video Pro".
+
+    `/`, `-` and `_` become spaces, split version numbers are joined again (`2-6` is 2.6), known
+    brands get their spelling, and an unknown first word is capitalised. Any id gives some text.
+    """
+    cleaned = "".join(ch if ch.isprintable() else " " for ch in model_id)
+    words = [word for word in re.split(r"[/\-_\s]+", cleaned) if word]
+    if len(words) > 1 and words[1].lower() in _VENDORS.get(words[0].lower(), ()):
+        words = words[1:]
+    joined: list[str] = []
+    for word in words:
+        if joined and _VERSION_PART.fullmatch(word) and _VERSION_START.fullmatch(joined[-1]):
+            joined[-1] += "." + word
+        else:
+            joined.append(word)
+    spelled = [_MODEL_WORDS.get(word.lower(), word) for word in joined]
+    if spelled and spelled[0][:1].islower():
+        spelled[0] = spelled[0][:1].upper() + spelled[0][1:]
+    return " ".join(spelled) or cleaned.strip()
+
+
 _VEO_RECORD = "/api/v1/veo/record-info"
 
 PRODUCTS: dict[str, Product] = {
@@ -289,6 +442,16 @@ PRODUCTS: dict[str, Product] = {
             poll_path="/api/v1/mp4/record-info",
             read_callback=_suno_callback,
             read_poll=_suno_poll,
+        ),
+        Product(
+            slug="market",
+            label="kie.ai Market",
+            family="market",
+            task_id_fields=("taskId",),
+            poll_path="/api/v1/jobs/recordInfo",
+            read_callback=_market_callback,
+            read_poll=_market_poll,
+            result_days=1,
         ),
     )
 }

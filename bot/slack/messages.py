@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.kie.failures import Explanation, explain_failure
-from bot.kie.products import PRODUCTS, RESULT_RETENTION_DAYS
+from bot.kie.products import PRODUCTS, RESULT_RETENTION_DAYS, model_name
 from bot.task import Source, State, Task, TaskUpdate
 
 MAX_BLOCKS = 50
@@ -29,6 +29,7 @@ TEXT_MAX = 299
 PROMPT_EXCERPT = 200
 MESSAGE_MAX = 2000
 TASK_ID_MAX = 120
+MODEL_MAX = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,12 +179,31 @@ def _fallback(value: str) -> str:
 # --- cards ------------------------------------------------------------------------------------
 
 
-def _summary(task_id: str, prompt: str | None) -> str:
-    """The task id line and, when there is one, the prompt excerpt."""
-    lines = [f"*Task:* {_code(task_id)}"]
-    if prompt and prompt.strip():
-        lines.append(f"*Prompt:* {escape(_truncate(_one_line(prompt), PROMPT_EXCERPT))}")
+def _summary(item: Task | TaskUpdate) -> str:
+    """The model (Market tasks), the task id, the prompt excerpt and the credits consumed, each
+    when known."""
+    lines = [f"*Model:* {escape(_model(item))}"] if _model(item) else []
+    lines.append(f"*Task:* {_code(item.task_id)}")
+    if item.prompt and item.prompt.strip():
+        lines.append(f"*Prompt:* {escape(_truncate(_one_line(item.prompt), PROMPT_EXCERPT))}")
+    if item.credits is not None:
+        lines.append(f"*Credits used:* {_amount(item.credits)}")
     return "\n".join(lines)
+
+
+def _model(item: Task | TaskUpdate) -> str:
+    """The Market model's name in words, one short line; empty when no model is known."""
+    return _truncate(_one_line(model_name(item.model)), MODEL_MAX) if item.model else ""
+
+
+def _about(item: Task | TaskUpdate) -> str:
+    """` (<model name>)` for the notification text of a Market task; empty otherwise."""
+    return f" ({_model(item)})" if _model(item) else ""
+
+
+def _amount(credits: float) -> str:
+    """Credits as people write them: 55, 1,200, 0.5."""
+    return f"{credits:,.2f}".rstrip("0").rstrip(".")
 
 
 def _short_id(task_id: str) -> str:
@@ -196,12 +216,28 @@ def _poll_note(source: Source) -> list[dict[str, Any]]:
     return [_context("Learnt by polling kie.ai: no callback arrived for this result.")]
 
 
-def _expiry(finished_at: float | None, now: float | None) -> list[dict[str, Any]]:
-    """The context line saying when kie.ai deletes the results, if the finish time is known."""
+def _expiry(product: str, finished_at: float | None, now: float | None) -> list[dict[str, Any]]:
+    """The context line saying when kie.ai deletes the results, if the finish time is known.
+
+    Products whose links may not last `RESULT_RETENTION_DAYS` (Market: maybe a day) get a warning
+    to save the videos soon instead of a promise.
+    """
     if finished_at is None or finished_at <= 0:
         return []
-    expires = finished_at + RESULT_RETENTION_DAYS * 86_400
+    found = PRODUCTS.get(product)
+    days = found.result_days if found else RESULT_RETENTION_DAYS
+    expires = finished_at + days * 86_400
     when = _slack_date(expires)
+    if days < RESULT_RETENTION_DAYS:
+        span = "a day" if days == 1 else f"{days} days"
+        if now is not None and now >= expires:
+            return [_context(f"⌛ These links may have expired: they can expire within {span}.")]
+        return [
+            _context(
+                f"⌛ {escape(_label(product))} links may expire within {span} (by {when});"
+                " download or save the videos soon."
+            )
+        ]
     if now is not None and now >= expires:
         return [_context(f"⌛ These links expired on {when}.")]
     return [
@@ -228,11 +264,12 @@ def _running(item: Task | TaskUpdate) -> Message:
     label = _label(item.product)
     blocks = [
         _header(f"⏳ {label} is generating"),
-        _section(_summary(item.task_id, item.prompt)),
+        _section(_summary(item)),
         _context("This message is updated when kie.ai reports the result."),
         *_poll_note(item.source),
     ]
-    return Message(_fallback(f"⏳ {label} task {_short_id(item.task_id)} is generating"), blocks)
+    text = f"⏳ {label}{_about(item)} task {_short_id(item.task_id)} is generating"
+    return Message(_fallback(text), blocks)
 
 
 def _failed(item: Task | TaskUpdate) -> Message:
@@ -240,11 +277,11 @@ def _failed(item: Task | TaskUpdate) -> Message:
     explanation = explain_failure(item.product, item.code, item.message)
     blocks = [
         _header(f"❌ {label} task failed"),
-        _section(_summary(item.task_id, item.prompt)),
+        _section(_summary(item)),
         _section("\n".join(_failure_lines(item, explanation))),
         *_poll_note(item.source),
     ]
-    text = f"❌ {label} task {_short_id(item.task_id)} failed: {explanation.heading}"
+    text = f"❌ {label}{_about(item)} task {_short_id(item.task_id)} failed: {explanation.heading}"
     return Message(_fallback(text), _capped(blocks))
 
 
@@ -266,7 +303,7 @@ def _succeeded(
     videos = "1 video" if count == 1 else f"{count} videos"
     blocks: list[dict[str, Any]] = [
         _header(f"✅ {label} video ready"),
-        _section(f"*Product:* {escape(label)}\n{_summary(item.task_id, item.prompt)}"),
+        _section(f"*Product:* {escape(label)}\n{_summary(item)}"),
     ]
     if not item.video_urls:
         blocks.append(_section("_kie.ai reported success but sent no video URL._"))
@@ -282,9 +319,9 @@ def _succeeded(
         explanation = explain_failure(item.product, item.code, item.message)
         heading, *rest = _failure_lines(item, explanation)
         blocks.append(_section("\n".join([f"⚠️ A later update failed: {heading}", *rest])))
-    blocks.extend(_expiry(finished_at, now))
+    blocks.extend(_expiry(item.product, finished_at, now))
     blocks.extend(_poll_note(item.source))
-    text = f"✅ {label} video ready for task {_short_id(item.task_id)} ({videos})"
+    text = f"✅ {label}{_about(item)} video ready for task {_short_id(item.task_id)} ({videos})"
     return Message(_fallback(text), _capped(blocks))
 
 

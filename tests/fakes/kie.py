@@ -15,6 +15,11 @@ Answer = tuple[int, Any]  # HTTP status, JSON body
 
 RECORD_NULL: Answer = (200, {"code": 422, "msg": "record is null", "data": None})
 
+#: The Market (jobs API) poll endpoint.
+MARKET_RECORD = "/api/v1/jobs/recordInfo"
+#: Market recordInfo answers by state: the repository's copies of kie.ai's examples.
+MARKET_RECORDS = Path(__file__).resolve().parent.parent / "fixtures" / "market"
+
 
 class FakeKie(LocalServer):
     """kie.ai at `url`: each (path, taskId) answers its script in order, the last one repeating."""
@@ -32,6 +37,11 @@ class FakeKie(LocalServer):
     def script(self, path: str, task_id: str, *answers: Answer) -> None:
         """Answer `path?taskId=task_id` with `answers` in turn, repeating the last."""
         self.scripts[(path, task_id)].extend(answers)
+
+    def script_market(self, task_id: str, *states: str) -> None:
+        """Answer `GET /api/v1/jobs/recordInfo?taskId=task_id` with Market records in `states`
+        ("generating", "success" or "fail"), in turn, repeating the last."""
+        self.script(MARKET_RECORD, task_id, *(market_record(task_id, state) for state in states))
 
     def polls(self, task_id: str) -> int:
         return sum(1 for _, query in self.requests if query.get("taskId") == task_id)
@@ -57,3 +67,10 @@ def _json(status: int, body: Any) -> web.Response:
 def fixture_answer(path: Path) -> Answer:
     """A poll fixture file as an HTTP 200 answer."""
     return 200, json.loads(path.read_text())
+
+
+def market_record(task_id: str, state: str) -> Answer:
+    """A Market recordInfo answer in `state` ("generating", "success", "fail") for `task_id`."""
+    status, body = fixture_answer(MARKET_RECORDS / f"record-info-{state}.json")
+    body["data"]["taskId"] = task_id
+    return status, body
