@@ -104,6 +104,7 @@ async def test_status_of_an_unknown_task_asks_every_product(start_bot, fake_slac
         RUNWAY_RECORD,
         "/api/v1/modify/record-info",
         "/api/v1/mp4/record-info",
+        "/api/v1/jobs/recordInfo",
     }
     with sqlite3.connect(bot.settings.database_path) as db:
         assert db.execute("SELECT state, source FROM tasks").fetchall() == [("succeeded", "poll")]
