@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import ssl
+import zlib
 from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -24,10 +29,18 @@ MARKET_RECORDS = Path(__file__).resolve().parent.parent / "fixtures" / "market"
 class FakeKie(LocalServer):
     """kie.ai at `url`: each (path, taskId) answers its script in order, the last one repeating."""
 
-    def __init__(self, api_key: str = "kie-test-key") -> None:
+    def __init__(self, api_key: str = "kie-test-key", tls: ssl.SSLContext | None = None) -> None:
         app = web.Application()
         app.router.add_get("/api/v1/{rest:.*}", self._get)
+        app.router.add_get("/files/{name}", self._file)
         super().__init__(app)
+        #: With `tls`, the same app also answers https on `tls_port`.
+        self._tls = tls
+        self.tls_port = 0
+        #: Result files by name (`serve_file`), redirects by name (`redirect`), names asked for.
+        self.files: dict[str, FakeFile] = {}
+        self.redirects: dict[str, tuple[int, str]] = {}
+        self.file_requests: list[str] = []
         self.api_key = api_key
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.scripts: dict[tuple[str, str], list[Answer]] = defaultdict(list)
@@ -46,6 +59,60 @@ class FakeKie(LocalServer):
     def polls(self, task_id: str) -> int:
         return sum(1 for _, query in self.requests if query.get("taskId") == task_id)
 
+    async def start(self, port: int = 0) -> Self:
+        await super().start(port)
+        if self._tls is not None:
+            assert self._runner is not None
+            site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self._tls)
+            await site.start()
+            self.tls_port = self._runner.addresses[-1][1]
+        return self
+
+    def serve_file(self, name: str, file: FakeFile) -> str:
+        """Serve `file` at `/files/{name}`; returns its http URL."""
+        self.files[name] = file
+        return f"{self.url}/files/{name}"
+
+    def redirect(self, name: str, to: str, status: int = 302) -> str:
+        """Answer `/files/{name}` with a redirect to `to`; returns its http URL."""
+        self.redirects[name] = (status, to)
+        return f"{self.url}/files/{name}"
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        self.file_requests.append(name)
+        if name in self.redirects:
+            status, to = self.redirects[name]
+            return web.Response(status=status, headers={"Location": to})
+        file = self.files.get(name)
+        if file is None:
+            return web.Response(status=404, text="Not Found", content_type="text/plain")
+        if file.status != 200:
+            return web.Response(status=file.status, text=file.body, content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
+        chunks: Iterator[bytes] = pattern_chunks(file.size)
+        if file.gzip:
+            # Small on the wire whatever `size` is: the pattern compresses a thousandfold.
+            compressed = list(_gzip(chunks))
+            chunks = iter(compressed)
+            response.headers["Content-Encoding"] = "gzip"
+            wire = sum(len(c) for c in compressed)
+        else:
+            wire = file.size if file.declared is None else file.declared
+        if file.length_header:
+            response.content_length = wire
+        else:
+            response.enable_chunked_encoding()
+        await response.prepare(request)
+        for chunk in chunks:
+            await response.write(chunk)
+        if file.length_header and not file.gzip and wire > file.size:
+            assert request.transport is not None
+            request.transport.close()  # the rest of the promised body never comes
+            raise ConnectionResetError("cut short by the fake")
+        await response.write_eof()
+        return response
+
     async def _get(self, request: web.Request) -> web.Response:
         path = request.path
         self.requests.append((path, dict(request.query)))
@@ -58,6 +125,52 @@ class FakeKie(LocalServer):
             return _json(*self.default)
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
         return _json(*answer)
+
+
+@dataclass
+class FakeFile:
+    """A result file: `size` bytes of `pattern_chunks`, or an error `status` with `body`.
+
+    `length_header=False` sends no Content-Length (chunked). `declared` claims another
+    Content-Length; above `size`, the connection closes after `size` bytes. `gzip` sends the
+    body gzip-encoded (Content-Encoding), so Content-Length is the size on the wire only.
+    """
+
+    size: int = 0
+    status: int = 200
+    body: str = ""
+    length_header: bool = True
+    declared: int | None = None
+    gzip: bool = False
+
+
+#: The bytes of every fake result file: this 64 KiB pattern, repeated and cut to size.
+PATTERN = bytes(range(256)) * 256
+
+
+def pattern_chunks(size: int) -> Iterator[bytes]:
+    """`size` bytes of the repeated `PATTERN`, one chunk of at most 64 KiB at a time."""
+    left = size
+    while left > 0:
+        chunk = PATTERN if left >= len(PATTERN) else PATTERN[:left]
+        left -= len(chunk)
+        yield chunk
+
+
+def pattern_sha256(size: int) -> str:
+    """The SHA-256 of a fake result file of `size` bytes."""
+    digest = hashlib.sha256()
+    for chunk in pattern_chunks(size):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _gzip(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    compressor = zlib.compressobj(wbits=31)
+    for chunk in chunks:
+        if out := compressor.compress(chunk):
+            yield out
+    yield compressor.flush()
 
 
 def _json(status: int, body: Any) -> web.Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import time
@@ -41,6 +42,25 @@ class Fault:
     error: str | None = None
     retry_after: int | None = None
     drop: bool = False
+    #: More keys of the error answer, e.g. {"needed": "files:write"} for missing_scope.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Upload:
+    """A file of Slack's external upload: announced, its bytes received, then shared."""
+
+    file_id: str
+    filename: str
+    length: int
+    received: int | None = None
+    sha256: str | None = None
+    chunked: bool = False
+    authorization: bool = False
+    completed: bool = False
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
 
 
 class FakeSlack(LocalServer):
@@ -50,6 +70,7 @@ class FakeSlack(LocalServer):
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/commands/{rest:.*}", self._response_url)
+        app.router.add_post("/upload/v1/{file_id}", self._upload_bytes)
         super().__init__(app)
         self.calls: list[tuple[str, dict[str, Any], float]] = []
         self.messages: list[Posted] = []
@@ -59,6 +80,12 @@ class FakeSlack(LocalServer):
         self.channel_errors: dict[str, str] = {}
         self.reject_images = False
         self._ts = itertools.count(1)
+        #: Files of the external upload by id; `fail_next("upload", ...)` breaks the bytes' POST.
+        self.uploads: dict[str, Upload] = {}
+        #: Channels the bot is not in: "public" ones it may join, "private" ones it may not.
+        self.not_joined: dict[str, str] = {}
+        self.joins: list[str] = []
+        self._file_ids = itertools.count(1)
 
     @property
     def api_url(self) -> str:
@@ -106,7 +133,7 @@ class FakeSlack(LocalServer):
                 request.transport.close()
                 raise ConnectionResetError("dropped by the fake")
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
-            body = {"ok": False, "error": fault.error or f"http_{fault.status}"}
+            body = {"ok": False, "error": fault.error or f"http_{fault.status}", **fault.extra}
             return web.json_response(body, status=fault.status, headers=headers)
         if method == "auth.test":
             return web.json_response(
@@ -114,6 +141,12 @@ class FakeSlack(LocalServer):
             )
         if method in ("chat.postMessage", "chat.update"):
             return self._message(method, params)
+        if method == "files.getUploadURLExternal":
+            return self._upload_url(params)
+        if method == "files.completeUploadExternal":
+            return self._complete_upload(params)
+        if method == "conversations.join":
+            return self._join(params)
         return web.json_response({"ok": True})
 
     def _message(self, method: str, params: dict[str, Any]) -> web.Response:
@@ -155,6 +188,99 @@ class FakeSlack(LocalServer):
     async def _response_url(self, request: web.Request) -> web.Response:
         self.responses.append(await request.json())
         return web.Response(text="ok", content_type="text/plain")
+
+    def shared(self, channel: str, thread_ts: str | None = None) -> list[Upload]:
+        """Files shared into `channel` (into the thread of `thread_ts` when given)."""
+        return [
+            u
+            for u in self.uploads.values()
+            if u.completed
+            and u.channel == channel
+            and (thread_ts is None or u.thread_ts == thread_ts)
+        ]
+
+    def _upload_url(self, params: dict[str, Any]) -> web.Response:
+        filename = str(params.get("filename") or "")
+        try:
+            length = int(params.get("length", ""))
+        except ValueError:
+            length = 0
+        if not filename or length <= 0:
+            return web.json_response({"ok": False, "error": "missing_argument"})
+        file_id = f"F{next(self._file_ids):08d}"
+        self.uploads[file_id] = Upload(file_id, filename, length)
+        return web.json_response(
+            {"ok": True, "upload_url": f"{self.url}/upload/v1/{file_id}", "file_id": file_id}
+        )
+
+    async def _upload_bytes(self, request: web.Request) -> web.StreamResponse:
+        """The upload URL: streams the body through a hash, answers like Slack in text/plain."""
+        file_id = request.match_info["file_id"]
+        self.calls.append(("upload", {"file_id": file_id}, time.monotonic()))
+        upload = self.uploads.get(file_id)
+        if upload is None:
+            return web.Response(status=404, text="unknown file", content_type="text/plain")
+        fault = next((f for f in self.faults if f.method == "upload"), None)
+        if fault is not None:
+            self.faults.remove(fault)
+            if fault.drop:
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("dropped by the fake")
+            return web.Response(
+                status=fault.status, text="upload failed", content_type="text/plain"
+            )
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            async for chunk in request.content.iter_chunked(1 << 16):
+                digest.update(chunk)
+                size += len(chunk)
+        except ConnectionError:
+            return web.Response(status=400, text="body broken off", content_type="text/plain")
+        upload.received, upload.sha256 = size, digest.hexdigest()
+        upload.chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+        upload.authorization = "Authorization" in request.headers
+        return web.Response(text=f"OK - {size}", content_type="text/plain")
+
+    def _complete_upload(self, params: dict[str, Any]) -> web.Response:
+        try:
+            files = json.loads(params.get("files") or "[]")
+        except ValueError:
+            files = None
+        if not isinstance(files, list) or not files:
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        uploads = [self.uploads.get(str(f.get("id"))) for f in files if isinstance(f, dict)]
+        if len(uploads) != len(files) or any(
+            u is None or u.completed or u.received != u.length for u in uploads
+        ):
+            return web.json_response({"ok": False, "error": "file_not_found"})
+        channel = str(params.get("channel_id") or "")
+        if channel in self.channel_errors:
+            return web.json_response({"ok": False, "error": self.channel_errors[channel]})
+        if channel in self.not_joined:
+            return web.json_response({"ok": False, "error": "not_in_channel"})
+        answered = []
+        for upload, meta in zip(uploads, files, strict=True):
+            assert upload is not None
+            upload.completed = True
+            upload.title = meta.get("title") or upload.filename
+            upload.channel = channel or None
+            upload.thread_ts = params.get("thread_ts") or None
+            answered.append({"id": upload.file_id, "title": upload.title, "name": upload.filename})
+        return web.json_response({"ok": True, "files": answered})
+
+    def _join(self, params: dict[str, Any]) -> web.Response:
+        channel = str(params.get("channel") or "")
+        if channel in self.channel_errors:
+            return web.json_response({"ok": False, "error": self.channel_errors[channel]})
+        if self.not_joined.get(channel) == "private":
+            return web.json_response(
+                {"ok": False, "error": "method_not_supported_for_channel_type"}
+            )
+        self.not_joined.pop(channel, None)
+        self.joins.append(channel)
+        return web.json_response({"ok": True, "channel": {"id": channel}})
 
 
 def _block_problem(text: Any, blocks: list[dict[str, Any]]) -> str | None:
