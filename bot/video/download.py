@@ -47,8 +47,22 @@ _NOT_PUBLIC = (ipaddress.ip_network("192.0.0.0/24"), ipaddress.ip_network("fec0:
 class DownloadError(TransferError):
     """A download refused or failed; `reason` is one of the codes in `_EXPLANATIONS` or `http_<status>`."""
 
-    def __init__(self, reason: str, detail: str = "", *, retryable: bool = False) -> None:
-        super().__init__(reason, detail, retryable=retryable, explanation=_explain(reason, detail))
+    def __init__(
+        self, reason: str, detail: str = "", *, retryable: bool = False, explanation: str = ""
+    ) -> None:
+        super().__init__(
+            reason, detail, retryable=retryable, explanation=explanation or _explain(reason, detail)
+        )
+
+    @classmethod
+    def too_large(cls, max_bytes: int, detail: str) -> DownloadError:
+        """`too_large`, its explanation naming the cap in (decimal) megabytes."""
+        limit = f"{max_bytes / 1_000_000:g} MB"
+        return cls(
+            "too_large",
+            detail,
+            explanation=f"The video is larger than the {limit} this bot saves into Slack (SAVE_VIDEO_MAX_MB).",
+        )
 
 
 _EXPLANATIONS = {
@@ -218,7 +232,7 @@ def check_url(url: str | URL, policy: AddressPolicy) -> URL:
     if parsed.scheme not in policy.schemes:
         allowed = " or ".join(sorted(policy.schemes))
         raise DownloadError("bad_scheme", f"{parsed.scheme or 'no'} scheme; only {allowed}")
-    host = parsed.raw_host
+    host = parsed.host
     if not host:
         raise DownloadError("bad_url", f"{str(parsed)!r} has no host")
     address = _literal_address(host)
@@ -229,8 +243,9 @@ def check_url(url: str | URL, policy: AddressPolicy) -> URL:
 
 def _literal_address(host: str) -> IPAddress | None:
     """The address a literal host means, legacy IPv4 forms (`2130706433`, `127.1`) included."""
+    host = host.strip("[]").rstrip(".")
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        return ipaddress.ip_address(host)
     except ValueError:
         pass
     if host and all(c in "0123456789abcdefxABCDEFX." for c in host) and host[0].isdigit():
@@ -262,7 +277,9 @@ class Download:
             async for chunk in self._response.content.iter_chunked(chunk_size):
                 received += len(chunk)
                 if received > self._max_bytes:
-                    raise DownloadError("too_large", f"more than {self._max_bytes} bytes")
+                    raise DownloadError.too_large(
+                        self._max_bytes, f"more than {self._max_bytes} bytes"
+                    )
                 yield chunk
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise DownloadError("network", _describe(exc), retryable=True) from None
@@ -309,7 +326,7 @@ async def open_download(
                 raise await _status_error(response)
             size = _declared_size(response)
             if size is not None and size > max_bytes:
-                raise DownloadError("too_large", f"{size} bytes, more than {max_bytes}")
+                raise DownloadError.too_large(max_bytes, f"{size} bytes, more than {max_bytes}")
             if size == 0:
                 raise DownloadError("empty", "Content-Length: 0")
             yield Download(current, size, response.content_type, response, max_bytes)

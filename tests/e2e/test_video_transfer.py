@@ -7,6 +7,7 @@ address is refused by name or literal before any connection; nothing leaves loop
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import ssl
@@ -248,6 +249,9 @@ async def download_error(
         "[::ffff:127.0.0.1]",
         "[fd00:ec2::254]",
         "2130706433",
+        "127.0.0.1.",
+        "[fe80::1%25eth0]",
+        "LOCALHOST",
     ],
 )
 async def test_literal_private_addresses_are_refused_before_any_request(strict, host):
@@ -287,6 +291,30 @@ async def test_a_redirect_to_a_refused_place_is_refused(public, kie, to, reason)
     error = await download_error(public, https(kie, "away"))
     assert error.reason == reason
     assert kie.file_requests == ["away"]
+
+
+async def test_only_the_checked_address_is_dialled(public, names, kie, slack, fake_slack):
+    # cdn.test answers a refused loopback address first; a trap listens there on the same port.
+    # Only the allowed address is connected to: the check and the connection see one answer.
+    trapped: list[object] = []
+
+    def trap(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        trapped.append(writer.get_extra_info("peername"))
+        writer.close()
+
+    try:
+        server = await asyncio.start_server(trap, "127.0.0.2", kie.tls_port)
+    except OSError:
+        pytest.skip("127.0.0.2 is not a loopback address here")
+    names.table["cdn.test"] = ["127.0.0.2", "127.0.0.1"]
+    kie.serve_file("clip.mp4", FakeFile(5000))
+    try:
+        await save(slack, public, https(kie, "clip.mp4", host="cdn.test"))
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert trapped == []
+    assert [u.received for u in fake_slack.shared(CHANNEL)] == [5000]
 
 
 async def test_too_many_redirects(public, kie):
@@ -331,7 +359,7 @@ async def test_a_video_over_the_cap_is_not_uploaded(private, slack, fake_slack, 
     with pytest.raises(DownloadError) as caught:
         await save(slack, private, url, max_bytes=MB)
     assert caught.value.reason == "too_large" and not caught.value.retryable
-    assert "SAVE_VIDEO_MAX_MB" in caught.value.explanation
+    assert "larger than the 1 MB" in caught.value.explanation
     assert fake_slack.count("files.getUploadURLExternal") == 0
     assert fake_slack.uploads == {}
 
