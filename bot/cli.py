@@ -35,7 +35,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return send(settings, args.product, Path(args.file), args.url)
     if args.command == "check":
         return check(settings, os.environ)
+    if args.command == "outbox":
+        return _outbox(settings, args, parser)
     return serve(settings)
+
+
+def _outbox(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from bot.operations import list_outbox, retry_outbox
+
+    if args.outbox_command != "retry":
+        return asyncio.run(list_outbox(settings))
+    if not args.rows and not args.failed:
+        parser.error("outbox retry: give ROW numbers or --failed")
+    return asyncio.run(retry_outbox(settings, args.rows, args.failed))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
     send_parser.add_argument("file", metavar="FILE", help="a JSON callback body (- for stdin)")
     send_parser.add_argument("--url", help="the bot's base URL (default http://127.0.0.1:$PORT)")
     commands.add_parser("check", help="validate the configuration and explain it")
+    outbox = commands.add_parser("outbox", help="list pending and failed Slack work")
+    outbox_commands = outbox.add_subparsers(dest="outbox_command")
+    retry = outbox_commands.add_parser(
+        "retry", help="make rows due again; the running bot sends them within seconds"
+    )
+    retry.add_argument("rows", nargs="*", type=int, metavar="ROW", help="row numbers to send")
+    retry.add_argument("--failed", action="store_true", help="every failed row")
     return parser
 
 
@@ -190,13 +209,25 @@ def _explain(settings: Settings, env: Mapping[str, str]) -> list[str]:
 
 
 async def _database_usable(settings: Settings, lines: list[str]) -> bool:
-    from storage.database import Database
+    from bot.operations import summary
+    from storage.database import Database, StoreUnavailable
+    from storage.outbox import Outbox
 
     try:
         database = await Database.open(settings.database_path)
     except Exception as exc:  # whatever stops it opening makes the configuration unusable
         lines.append(f"✗ database {settings.database_path}: {exc}")
         return False
-    await database.close()
     lines.append(f"✓ database {settings.database_path.resolve()} opens and is migrated")
+    try:
+        stats = await Outbox(database).stats()
+    except StoreUnavailable as exc:
+        lines.append(f"! outbox unreadable: {exc}")
+    else:
+        mark = "!" if stats.counts.get("failed") else "✓"
+        lines.append(f"{mark} Slack outbox: {summary(stats, time.time())}")
+        if stats.counts.get("failed"):
+            lines.append("! see them with `kie-slack outbox`; resend with `kie-slack outbox retry`")
+    finally:
+        await database.close()
     return True

@@ -181,7 +181,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(level: str, fmt: LogFormat = "text") -> None:
-    """Log to stderr as text or as JSON lines; APScheduler's per-run lines only at DEBUG."""
+    """Log to stderr as text or as JSON lines; per-tick and per-request lines only at DEBUG."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
@@ -189,6 +189,8 @@ def configure_logging(level: str, fmt: LogFormat = "text") -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     number = logging.getLevelNamesMapping()[level]
-    # APScheduler logs every run of a job at INFO: those lines show only at DEBUG.
-    scheduler = number if number <= logging.DEBUG else max(number, logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(scheduler)
+    # APScheduler logs every run of a job at INFO, aiohttp every request (health checks
+    # included): those lines show only at DEBUG.
+    quiet = number if number <= logging.DEBUG else max(number, logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(quiet)
+    logging.getLogger("aiohttp.access").setLevel(quiet)

@@ -109,10 +109,10 @@ class Poller:
                 delay,
                 extra={"task_id": poll.task_id},
             )
-            self._metrics.inc("kie_polls_total", product=product.slug, outcome=exc.kind)
+            self._metrics.poll(product.slug, exc.kind)
             await self._schedule.next(poll, delay, failed=True)
             return
-        self._metrics.inc("kie_polls_total", product=product.slug, outcome=update.state.value)
+        self._metrics.poll(product.slug, update.state.value)
         await self._tasks.apply(update)
         await self._schedule.next(poll, self._interval, failed=False)
 

@@ -98,8 +98,15 @@ def create_app(
             log.info("SLACK_BOT_TOKEN is not set: console mode, Slack messages go to stdout")
             gateway = ConsoleGateway(console_out)
         else:
-            gateway = WebApiGateway(client)
-        worker = Delivery(app[OUTBOX], app[TASKS], gateway, app[METRICS], pacer=pacer, clock=clock)
+            gateway = WebApiGateway(client, app[METRICS])
+        worker = Delivery(
+            app[OUTBOX],
+            app[TASKS],
+            gateway,
+            retry_hours=settings.slack_retry_hours,
+            pacer=pacer,
+            clock=clock,
+        )
         await worker.start()
         yield
         await worker.stop()
@@ -152,7 +159,7 @@ def create_app(
         app[INTAKE] = CallbackIntake(
             settings, app[TASKS], app[ROUTES], app[METRICS], fallback, clock=clock
         )
-        app[OPS] = Ops(app[TASKS], app[OUTBOX], app[METRICS])
+        app[OPS] = Ops(app[TASKS], app[OUTBOX], app[METRICS], clock=clock)
         yield
 
     app.cleanup_ctx.append(handlers)

@@ -38,6 +38,7 @@ class CallbackIntake:
 
     async def handle(self, request: web.Request) -> web.Response:
         slug = request.match_info["product"]
+        started = time.perf_counter()
         response = await self._handle(request, slug)
         if response.status >= 400:
             log.warning(
@@ -48,7 +49,7 @@ class CallbackIntake:
                 response.text,
             )
         label = slug if slug in PRODUCTS else "unknown"
-        self.metrics.inc("kie_callbacks_total", product=label, status=str(response.status))
+        self.metrics.callback(label, response.status, time.perf_counter() - started)
         return response
 
     async def _handle(self, request: web.Request, slug: str) -> web.Response:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from bot.metrics import Metrics
+from bot.metrics import CONTENT_TYPE, Metrics
 from handlers.responses import json_answer
 from storage.database import StoreUnavailable
 from storage.outbox import Outbox
@@ -23,6 +25,7 @@ class Ops:
     tasks: TaskStore
     outbox: Outbox
     metrics: Metrics
+    clock: Callable[[], float] = time.time
 
     async def healthz(self, request: web.Request) -> web.Response:
         try:
@@ -33,15 +36,14 @@ class Ops:
         return json_answer({"status": "ok"})
 
     async def metrics_page(self, request: web.Request) -> web.Response:
-        gauges: dict[str, float] = {}
         try:
-            for status, count in (await self.outbox.counts()).items():
-                gauges[f"slack_outbox_{status}_rows"] = count
-        except StoreUnavailable:
-            gauges["kie_slack_store_up"] = 0
+            stats = await self.outbox.stats()
+        except StoreUnavailable as exc:
+            log.error("metrics: database does not answer: %s", exc)
+            page = self.metrics.render(None, None)
         else:
-            gauges["kie_slack_store_up"] = 1
-        return web.Response(
-            text=self.metrics.render(gauges),
-            headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
-        )
+            oldest = stats.oldest_pending_at
+            page = self.metrics.render(
+                stats.counts, None if oldest is None else self.clock() - oldest
+            )
+        return web.Response(body=page, headers={"Content-Type": CONTENT_TYPE})

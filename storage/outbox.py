@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +32,37 @@ class OutboxRow:
     text: str | None
     attempts: int
     due_at: float
+    created_at: float = 0.0
+    unknown_errors: int = 0
+    retry_since: float | None = None
+
+    @property
+    def window_start(self) -> float:
+        """When the row's retry window began: when it was written, or an operator's retry."""
+        return self.retry_since if self.retry_since is not None else self.created_at
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A pending or failed row as an operator sees it (`kie-slack outbox`)."""
+
+    id: int
+    task_id: str
+    channel: str
+    kind: str
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: float
+    due_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """Rows per status and when the oldest pending row was written (None when none is)."""
+
+    counts: dict[str, int]
+    oldest_pending_at: float | None
 
 
 _INSERT = """INSERT INTO outbox (key, kind, channel, family, task_id, event_id, text,
@@ -172,16 +203,96 @@ class Outbox:
         """Stop trying `row`; it stays in the table with its error."""
         await self._finish(row, "failed", error)
 
-    async def retry(self, row: OutboxRow, error: str, delay: float) -> None:
-        """Try `row` again in `delay` seconds."""
-        params = (error[:500], self._clock() + delay, row.id)
+    async def retry(
+        self,
+        row: OutboxRow,
+        error: str,
+        delay: float,
+        *,
+        counted: bool = True,
+        unknown: bool = False,
+    ) -> None:
+        """Try `row` again in `delay` seconds.
+
+        `counted=False` (a 429) does not count as a try; `unknown` counts an error the code does
+        not know, which gets only a few tries.
+        """
+        params = (int(counted), int(unknown), error[:500], self._clock() + delay, row.id)
         await self._db.write(
             lambda conn: conn.execute(
-                """UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?
-                   WHERE id = ?""",
+                """UPDATE outbox SET attempts = attempts + ?, unknown_errors = unknown_errors + ?,
+                       last_error = ?, next_attempt_at = ?
+                   WHERE id = ? AND status = 'pending'""",
                 params,
             )
         )
+
+    async def hurry(self) -> int:
+        """Make rows that wait out passing Slack trouble due now (Slack answers again).
+
+        Rows waiting for a 429's `Retry-After` keep their time. Returns how many changed.
+        """
+        now = self._clock()
+        return await self._db.write(
+            lambda conn: (
+                conn.execute(
+                    """UPDATE outbox SET next_attempt_at = ?
+                       WHERE status = 'pending' AND next_attempt_at > ?
+                         AND last_error IS NOT NULL AND last_error != 'ratelimited'""",
+                    (now, now),
+                ).rowcount
+            )
+        )
+
+    async def resend(self, ids: Sequence[int] = (), *, failed: bool = False) -> list[int]:
+        """Make rows due now (an operator's retry): the rows `ids` that are pending or failed,
+        and with `failed` every failed row. Their tries and retry window start again.
+
+        Returns the ids changed. The running bot sends them within seconds.
+        """
+        now = self._clock()
+
+        def write(conn: sqlite3.Connection) -> list[int]:
+            wanted = set(ids)
+            if failed:
+                wanted |= {
+                    r[0] for r in conn.execute("SELECT id FROM outbox WHERE status = 'failed'")
+                }
+            changed: list[int] = []
+            for row_id in sorted(wanted):
+                cursor = conn.execute(
+                    """UPDATE outbox SET status = 'pending', next_attempt_at = ?, attempts = 0,
+                           unknown_errors = 0, retry_since = ?, done_at = NULL
+                       WHERE id = ? AND status IN ('pending', 'failed')""",
+                    (now, now, row_id),
+                )
+                if cursor.rowcount:
+                    changed.append(row_id)
+            return changed
+
+        return await self._db.write(write)
+
+    async def entries(self, limit: int = 200) -> list[OutboxEntry]:
+        """Pending and failed rows, oldest first, for an operator."""
+        rows = await self._db.fetchall(
+            """SELECT id, task_id, channel, kind, status, attempts, last_error, created_at,
+                      next_attempt_at FROM outbox
+               WHERE status IN ('pending', 'failed') ORDER BY id LIMIT ?""",
+            (limit,),
+        )
+        return [OutboxEntry(*row) for row in rows]
+
+    async def stats(self) -> OutboxStats:
+        """Rows per status and the oldest pending row's time, for metrics and `check`."""
+
+        def read(conn: sqlite3.Connection) -> OutboxStats:
+            counts = dict(conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status"))
+            oldest = conn.execute(
+                "SELECT MIN(created_at) FROM outbox WHERE status = 'pending'"
+            ).fetchone()[0]
+            return OutboxStats(counts, oldest)
+
+        return await self._db.run(read)
 
     async def prune(self, older_than: float) -> int:
         """Delete sent and skipped rows finished more than `older_than` seconds ago; how many.
@@ -197,11 +308,6 @@ class Outbox:
                 ).rowcount
             )
         )
-
-    async def counts(self) -> dict[str, int]:
-        """Rows per status, for metrics."""
-        rows = await self._db.fetchall("SELECT status, COUNT(*) FROM outbox GROUP BY status")
-        return {row[0]: row[1] for row in rows}
 
     async def _finish(self, row: OutboxRow, status: str, note: str) -> None:
         params = (status, note[:500], self._clock(), row.id)
@@ -226,4 +332,7 @@ def _row(row: sqlite3.Row) -> OutboxRow:
         text=row["text"],
         attempts=row["attempts"],
         due_at=row["next_attempt_at"],
+        created_at=row["created_at"],
+        unknown_errors=row["unknown_errors"],
+        retry_since=row["retry_since"],
     )

@@ -161,6 +161,21 @@ async def start_bot(tmp_path: Path) -> AsyncIterator[BotFactory]:
         await bot.server.stop()
 
 
+async def scrape(bot: Bot) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """`GET /metrics`, parsed by prometheus_client's own parser: {(name, labels): value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with bot.http.get(f"{bot.url}/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain")
+        text = await response.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def signed_form_headers(body: str, secret: str = SIGNING_SECRET) -> dict[str, str]:
     """The headers of a form POST signed the way Slack signs requests (v0)."""
     from slack_sdk.signature import SignatureVerifier

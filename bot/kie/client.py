@@ -121,7 +121,7 @@ class KieClient:
         code = code_of(body.get("code"))
         if code is None:
             code = status if status != 200 else 500
-        self._metrics.inc("kie_requests_total", path=path, code=str(code))
+        self._metrics.kie_request(path, code)
         return Envelope(code, message_of(body), body.get("data"), body)
 
     async def record(self, product: Product, task_id: str) -> TaskUpdate:

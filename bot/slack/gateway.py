@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable
 from typing import Any, Protocol
 
@@ -11,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from bot.metrics import Metrics
 from bot.slack.messages import Message
 
 log = logging.getLogger(__name__)
@@ -45,30 +47,56 @@ TRANSIENT_ERRORS = frozenset(
 )
 
 
+#: Outcomes counted by name in the metrics; any other error is counted as `other`.
+KNOWN_OUTCOMES = PERMANENT_ERRORS | TRANSIENT_ERRORS | {"ok", "network_error", "timeout"}
+
+
+def outcome(error: str) -> str:
+    """`error` as a metrics label: itself when known (or an HTTP 5xx), else `other`."""
+    if error in KNOWN_OUTCOMES or (error.startswith("http_5") and error[5:].isdigit()):
+        return error
+    return "other"
+
+
 class SlackError(Exception):
     """A Slack call that did not go through.
 
-    `permanent` errors stop retrying; `retry_after` is Slack's own wait (429); `image_failed`
-    means Slack could not fetch an image of the message, which may be sent again without it.
+    `error` is Slack's error name (or `http_<status>`, `network_error`, `timeout`); `detail` says
+    more for the log. `permanent` errors stop retrying; `retry_after` is Slack's own wait (429);
+    `image_failed` means Slack could not fetch an image of the message, which may be sent again
+    without it.
     """
 
     def __init__(
         self,
         error: str,
         *,
+        detail: str = "",
         permanent: bool = False,
         retry_after: float | None = None,
         image_failed: bool = False,
     ) -> None:
-        super().__init__(error)
+        super().__init__(f"{error}: {detail}" if detail else error)
         self.error = error
+        self.detail = detail
         self.permanent = permanent
         self.retry_after = retry_after
         self.image_failed = image_failed
 
     @property
-    def known_transient(self) -> bool:
-        return self.retry_after is not None or self.error in TRANSIENT_ERRORS
+    def passing(self) -> bool:
+        """Trouble that passes by itself: 429, HTTP 5xx, network errors, known transient errors."""
+        return (
+            self.retry_after is not None
+            or self.error in TRANSIENT_ERRORS
+            or self.error in ("network_error", "timeout")
+            or self.error.startswith("http_5")
+        )
+
+    @property
+    def unreachable(self) -> bool:
+        """Slack as a whole is not answering (not a 429, not one message's problem)."""
+        return self.passing and self.retry_after is None
 
 
 class SlackGateway(Protocol):
@@ -84,13 +112,18 @@ class SlackGateway(Protocol):
 
 
 class WebApiGateway:
-    """Slack's Web API through one `AsyncWebClient` (retries are the worker's, not the SDK's)."""
+    """Slack's Web API through one `AsyncWebClient` (retries are the worker's, not the SDK's).
 
-    def __init__(self, client: AsyncWebClient) -> None:
+    Every call is counted and timed in the metrics, by method and outcome.
+    """
+
+    def __init__(self, client: AsyncWebClient, metrics: Metrics) -> None:
         self._client = client
+        self._metrics = metrics
 
     async def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
         response = await self._call(
+            "chat.postMessage",
             self._client.chat_postMessage(
                 channel=channel,
                 text=message.text,
@@ -98,48 +131,56 @@ class WebApiGateway:
                 thread_ts=thread_ts,
                 unfurl_links=False,
                 unfurl_media=False,
-            )
+            ),
         )
         ts = response.get("ts")
         if not isinstance(ts, str) or not ts:
-            raise SlackError("chat.postMessage answered without a ts")
+            raise SlackError("invalid_response", detail="chat.postMessage answered without a ts")
         return ts
 
     async def update(self, channel: str, ts: str, message: Message) -> None:
         await self._call(
+            "chat.update",
             self._client.chat_update(
                 channel=channel, ts=ts, text=message.text, blocks=message.blocks
-            )
+            ),
         )
 
-    @staticmethod
-    async def _call(call: Awaitable[AsyncSlackResponse]) -> dict[str, Any]:
+    async def _call(self, method: str, call: Awaitable[AsyncSlackResponse]) -> dict[str, Any]:
+        started = time.perf_counter()
         try:
             response = await call
         except SlackApiError as exc:
-            raise _classify(exc) from None
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise SlackError(f"network error: {type(exc).__name__}: {exc}") from None
-        return dict(response.data) if isinstance(response.data, dict) else {}
+            error = _classify(exc)
+        except TimeoutError:
+            error = SlackError("timeout", detail=f"{method} timed out")
+        except (aiohttp.ClientError, OSError) as exc:
+            error = SlackError("network_error", detail=f"{type(exc).__name__}: {exc}")
+        else:
+            self._metrics.slack_call(method, "ok", time.perf_counter() - started)
+            return dict(response.data) if isinstance(response.data, dict) else {}
+        self._metrics.slack_call(method, outcome(error.error), time.perf_counter() - started)
+        raise error
 
 
 def _classify(exc: SlackApiError) -> SlackError:
     response = exc.response
     status = getattr(response, "status_code", 0) or 0
     data = response.data if isinstance(getattr(response, "data", None), dict) else {}
-    error = str(data.get("error") or f"http_{status}")
+    said = str(data.get("error") or "")
+    error = said or f"http_{status}"
     if status == 429 or error == "ratelimited":
         headers = getattr(response, "headers", {}) or {}
         retry_after = headers.get("Retry-After") or headers.get("retry-after") or "1"
         try:
-            wait = max(0.0, float(retry_after))
+            wait = min(3600.0, max(0.0, float(retry_after)))
         except ValueError:
             wait = 1.0
         return SlackError("ratelimited", retry_after=wait)
     if status >= 500:
-        return SlackError(f"http_{status}")
+        return SlackError(f"http_{status}", detail=said)
     if error == "invalid_blocks":
         detail = " ".join(str(m) for m in (data.get("response_metadata") or {}).get("messages", []))
         if "image" in detail.lower() or "image" in str(data.get("errors", "")).lower():
-            return SlackError(error, image_failed=True)
+            return SlackError(error, detail=detail, image_failed=True)
     return SlackError(error, permanent=error in PERMANENT_ERRORS)

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bot.kie.signature import sign
-from tests.conftest import CALLBACKS, HMAC_KEY, callback_files, load, product_of
+from tests.conftest import CALLBACKS, HMAC_KEY, callback_files, load, product_of, scrape
 
 PRODUCT_FIXTURES = {
     "veo": "veo-success.json",
@@ -193,14 +193,18 @@ async def test_healthz(start_bot):
         assert await response.json() == {"status": "ok"}
 
 
-async def test_metrics_count_callbacks(start_bot):
+async def test_metrics_count_and_time_callbacks(start_bot):
     bot = await start_bot()
     await bot.callback("veo", load("veo-success.json"))
     await bot.callback("veo", load("veo-success.json"))
-    async with bot.http.get(f"{bot.url}/metrics") as response:
-        text = await response.text()
-    assert response.status == 200
-    assert 'kie_callbacks_total{product="veo",status="200"} 2' in text
+    await bot.callback("nope", load("veo-success.json"))
+    metrics = await scrape(bot)
+    assert metrics[("kie_slack_callbacks_total", (("product", "veo"), ("status", "200")))] == 2
+    assert metrics[("kie_slack_callbacks_total", (("product", "unknown"), ("status", "404")))] == 1
+    assert metrics[("kie_slack_callback_seconds_count", ())] == 3
+    assert metrics[("kie_slack_store_up", ())] == 1
+    assert metrics[("kie_slack_outbox_rows", (("status", "pending"),))] >= 0
+    assert ("kie_slack_process_resident_memory_bytes", ()) in metrics
 
 
 # --- signatures ------------------------------------------------------------------------------

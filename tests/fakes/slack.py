@@ -78,6 +78,8 @@ class FakeSlack(LocalServer):
         self.invalid: list[str] = []
         self.faults: list[Fault] = []
         self.channel_errors: dict[str, str] = {}
+        #: While set, every Web API call is answered with this HTTP status (an outage).
+        self.outage_status: int | None = None
         self.reject_images = False
         self._ts = itertools.count(1)
         #: Files of the external upload by id; `fail_next("upload", ...)` breaks the bytes' POST.
@@ -125,6 +127,8 @@ class FakeSlack(LocalServer):
         self.calls.append((method, params, time.monotonic()))
         if not request.headers.get("Authorization", "").startswith("Bearer xoxb-"):
             return web.json_response({"ok": False, "error": "not_authed"})
+        if self.outage_status is not None:
+            return web.json_response({"ok": False}, status=self.outage_status)
         fault = next((f for f in self.faults if f.method == method), None)
         if fault is not None:
             self.faults.remove(fault)
