@@ -164,9 +164,6 @@ class Outbox:
         )
         return (found["root_ts"], found["root_event_id"]) if found else (None, None)
 
-    async def event(self, event_id: int) -> sqlite3.Row | None:
-        return await self._db.fetchone("SELECT * FROM events WHERE id = ?", (event_id,))
-
     async def last_event_id(self, family: str, task_id: str) -> int | None:
         row = await self._db.fetchone(
             "SELECT MAX(id) FROM events WHERE family = ? AND task_id = ? AND news = 1",

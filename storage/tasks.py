@@ -9,6 +9,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from bot.kie.products import PRODUCTS
@@ -22,6 +23,14 @@ Clock = Callable[[], float]
 def canonical_json(value: Any) -> str:
     """The JSON text of `value` with sorted keys and no spaces: equal content, equal text."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """An event of the log: the update it recorded, and when it arrived (Unix seconds)."""
+
+    update: TaskUpdate
+    received_at: float
 
 
 class TaskStore:
@@ -87,6 +96,13 @@ class TaskStore:
             (channel, limit),
         )
         return [_task(row) for row in rows]
+
+    async def event(self, event_id: int) -> RecordedEvent | None:
+        """One event of the log, as the update it recorded and when it arrived."""
+        row = await self._db.fetchone("SELECT * FROM events WHERE id = ?", (event_id,))
+        if row is None:
+            return None
+        return RecordedEvent(event_update(row), float(row["received_at"]))
 
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless the database answers a read."""

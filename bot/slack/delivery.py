@@ -16,7 +16,7 @@ from bot.slack.gateway import SlackError, SlackGateway
 from bot.slack.messages import Message, build_notice, build_task_message, build_update_message
 from storage.database import StoreUnavailable
 from storage.outbox import Outbox, OutboxRow
-from storage.tasks import TaskStore, event_update
+from storage.tasks import TaskStore
 
 log = logging.getLogger(__name__)
 
@@ -335,14 +335,14 @@ class Delivery:
         await self._outbox.done(row)
 
     async def _reply_renderer(self, row: OutboxRow) -> Callable[[bool], Message] | None:
-        event = await self._outbox.event(row.event_id or 0)
+        event = await self._tasks.event(row.event_id or 0)
         if event is None:
             return None
-        update = event_update(event)
-        finished = float(event["received_at"])
 
         def render(image: bool) -> Message:
-            return build_update_message(update, with_image=image, finished_at=finished)
+            return build_update_message(
+                event.update, with_image=image, finished_at=event.received_at
+            )
 
         return render
 
