@@ -59,12 +59,33 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start(name: str, argv: Sequence[str], env: dict[str, str], port: int, logs: Path) -> Server:
-    """Start `argv` in the repository root, its output in `logs`/<name>.stdout and .stderr."""
+def pinned(argv: Sequence[str], cpu: int | None) -> list[str]:
+    """`argv` run on CPU `cpu` only (through `taskset`); unchanged when `cpu` is None."""
+    return list(argv) if cpu is None else ["taskset", "-c", str(cpu), *argv]
+
+
+def start(
+    name: str,
+    argv: Sequence[str],
+    env: dict[str, str],
+    port: int,
+    logs: Path,
+    *,
+    cpu: int | None = None,
+) -> Server:
+    """Start `argv` in the repository root, its output in `logs`/<name>.stdout and .stderr.
+
+    With `cpu`, the process runs on that CPU only (`taskset` execs it, so the pid is its own).
+    """
     stdout_path, stderr_path = logs / f"{name}.stdout", logs / f"{name}.stderr"
     with stdout_path.open("wb") as stdout, stderr_path.open("wb") as stderr:
         process = subprocess.Popen(
-            list(argv), env=env, cwd=REPO, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr
+            pinned(argv, cpu),
+            env=env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=stderr,
         )
     return Server(name, process, f"http://{HOST}:{port}", stderr_path)
 
