@@ -296,9 +296,9 @@ async def test_a_redirect_to_a_refused_place_is_refused(public, kie, to, reason)
 async def test_only_the_checked_address_is_dialled(public, names, kie, slack, fake_slack):
     # cdn.test answers a refused loopback address first; a trap listens there on the same port.
     # Only the allowed address is connected to: the check and the connection see one answer.
-    trapped: list[object] = []
+    trapped = []
 
-    def trap(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def trap(_reader, writer):
         trapped.append(writer.get_extra_info("peername"))
         writer.close()
 
