@@ -44,9 +44,9 @@ class PollSchedule:
         await self._db.write(
             lambda conn: conn.execute(
                 """UPDATE tasks SET next_poll_at = ?, poll_failures = 0,
-                       poll_until = MAX(COALESCE(poll_until, 0), ?)
+                       poll_until = CASE WHEN poll_until > ? THEN poll_until ELSE ? END
                    WHERE family = ? AND task_id = ? AND state = 'running'""",
-                (now + delay, now + FOLLOW_FOR, family, task_id),
+                (now + delay, now + FOLLOW_FOR, now + FOLLOW_FOR, family, task_id),
             )
         )
 
