@@ -113,6 +113,15 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE events ADD COLUMN model TEXT;
     ALTER TABLE events ADD COLUMN credits REAL;
     """,
+    # 4: several replicas share the work: a lease names who does a piece of work (a channel's
+    # deliveries) until when.
+    """
+    CREATE TABLE leases (
+        name  TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until REAL NOT NULL
+    );
+    """,
 )
 
 
