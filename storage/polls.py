@@ -15,6 +15,8 @@ from storage.tasks import TaskStore
 QUIET_AFTER = 600.0
 #: Polling of one task stops this long after it began.
 FOLLOW_FOR = 86400.0
+#: A claimed poll that is not finished (its process died) is due again after this long.
+CLAIM_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,20 +53,42 @@ class PollSchedule:
         )
 
     async def due(self, limit: int = 50) -> list[DuePoll]:
-        """Running tasks whose poll is due, and followed running tasks quiet for too long."""
+        """Claim the polls that are due: running tasks whose poll time has come, and followed
+        running tasks quiet for too long.
+
+        A claimed task is not due again for `CLAIM_SECONDS` (until `next` says when), so
+        replicas sharing the database poll each task once, and a replica killed mid-poll leaves
+        the task to another after that time.
+        """
         now = self._clock()
-        rows = await self._db.fetchall(
-            """SELECT family, task_id, product, poll_failures, poll_until FROM tasks
-               WHERE state = 'running' AND next_poll_at <= ?
-               UNION
-               SELECT t.family, t.task_id, t.product, t.poll_failures, ? FROM tasks t
-               WHERE t.state = 'running' AND t.next_poll_at IS NULL AND t.poll_until IS NULL
-                 AND t.updated_at <= ? AND EXISTS (SELECT 1 FROM task_channels c
-                     WHERE c.family = t.family AND c.task_id = t.task_id)
-               LIMIT ?""",
-            (now, now + FOLLOW_FOR, now - QUIET_AFTER, limit),
-        )
-        return [DuePoll(r[0], r[1], r[2], r[3], r[4] or now + FOLLOW_FOR) for r in rows]
+
+        def claim(conn: sqlite3.Connection) -> list[DuePoll]:
+            rows = conn.execute(
+                """SELECT family, task_id, product, poll_failures, poll_until, next_poll_at
+                   FROM tasks WHERE state = 'running' AND next_poll_at <= ?
+                   UNION
+                   SELECT t.family, t.task_id, t.product, t.poll_failures, ?, NULL FROM tasks t
+                   WHERE t.state = 'running' AND t.next_poll_at IS NULL
+                     AND t.poll_until IS NULL AND t.updated_at <= ?
+                     AND EXISTS (SELECT 1 FROM task_channels c
+                                 WHERE c.family = t.family AND c.task_id = t.task_id)
+                   LIMIT ?""",
+                (now, now + FOLLOW_FOR, now - QUIET_AFTER, limit),
+            ).fetchall()
+            claimed: list[DuePoll] = []
+            for family, task_id, product, failures, until, due_at in rows:
+                taken = conn.execute(
+                    """UPDATE tasks SET next_poll_at = ?
+                       WHERE family = ? AND task_id = ? AND COALESCE(next_poll_at, -1) = ?""",
+                    (now + CLAIM_SECONDS, family, task_id, -1 if due_at is None else due_at),
+                ).rowcount
+                if taken:
+                    claimed.append(
+                        DuePoll(family, task_id, product, failures, until or now + FOLLOW_FOR)
+                    )
+            return claimed
+
+        return await self._db.write(claim)
 
     async def next(self, poll: DuePoll, delay: float, *, failed: bool) -> None:
         """Poll again in `delay` s (counting a failure when `failed`)."""

@@ -15,6 +15,7 @@ from typing import TypeVar
 from bot.slack.gateway import SlackError, SlackGateway
 from bot.slack.messages import Message, build_notice, build_task_message, build_update_message
 from storage.database import StoreUnavailable
+from storage.leases import Leases
 from storage.outbox import Outbox, OutboxRow
 from storage.tasks import TaskStore
 
@@ -32,6 +33,8 @@ SCAN_INTERVAL = 0.01
 RECHECK = 2.0
 #: The longest wait between two tries of one row while Slack is in trouble.
 MAX_BACKOFF = 60.0
+#: A replica renews its claim on a channel this often while it sends the channel's rows.
+RENEW_EVERY = 10.0
 #: While Slack does not answer, the log says so at most this often.
 OUTAGE_LOG_EVERY = 60.0
 
@@ -123,10 +126,12 @@ class Delivery:
         gateway: SlackGateway,
         *,
         retry_hours: float = 24.0,
+        leases: Leases | None = None,
         pacer: ChannelPacer | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._outbox = outbox
+        self._leases = leases
         self._tasks = tasks
         self._gateway = gateway
         self._retry_seconds = retry_hours * 3600.0
@@ -156,9 +161,13 @@ class Delivery:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run(self) -> None:
-        pruned_at = 0.0
+        pruned_at = renewed_at = 0.0
         while not self._stopping.is_set():
             self._wake.clear()
+            if self._leases is not None and self._clock() - renewed_at > RENEW_EVERY:
+                renewed_at = self._clock()
+                with contextlib.suppress(StoreUnavailable):
+                    await self._leases.renew_all()
             if self._clock() - pruned_at > PRUNE_EVERY:
                 pruned_at = self._clock()
                 with contextlib.suppress(StoreUnavailable):
@@ -170,7 +179,7 @@ class Delivery:
                 channels = []
                 await self._sleep(5)
             for channel in channels:
-                if channel not in self._drainers:
+                if channel not in self._drainers and await self._claim(channel):
                     self._drainers[channel] = asyncio.create_task(
                         self._drain(channel), name=f"delivery-{channel}"
                     )
@@ -178,9 +187,25 @@ class Delivery:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=RECHECK)
 
+    async def _claim(self, channel: str) -> bool:
+        """Whether this process may send `channel`'s rows now (one replica per channel)."""
+        if self._leases is None:
+            return True
+        try:
+            return await self._leases.claim(f"channel:{channel}")
+        except StoreUnavailable as exc:
+            log.error("cannot claim channel %s: %s", channel, exc, extra={"channel": channel})
+            return False
+
     async def _drain(self, channel: str) -> None:
+        renewed = self._clock()
         try:
             while not self._stopping.is_set():
+                if self._clock() - renewed > RENEW_EVERY:
+                    if not await self._claim(channel):
+                        log.warning("channel %s was taken over by another replica", channel)
+                        return
+                    renewed = self._clock()
                 row = await self._outbox.head(channel)
                 if row is None:
                     return
@@ -196,6 +221,9 @@ class Delivery:
             log.exception("delivery to %s stopped by an unexpected error", channel)
             await self._sleep(5)
         finally:
+            if self._leases is not None:
+                with contextlib.suppress(StoreUnavailable):
+                    await self._leases.release(f"channel:{channel}")
             self._drainers.pop(channel, None)
             self._wake.set()
 
