@@ -122,6 +122,26 @@ MIGRATIONS: tuple[str, ...] = (
         until REAL NOT NULL
     );
     """,
+    # 5: result videos saved into their threads: what became of each video in each channel
+    # (pending, uploading or completing file_id, saved, or not saved and why), and the outbox
+    # rows that transfer them, found apart from the posts.
+    """
+    CREATE TABLE saved_videos (
+        family      TEXT NOT NULL,
+        task_id     TEXT NOT NULL,
+        channel     TEXT NOT NULL,
+        url         TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        file_id     TEXT,
+        title       TEXT,
+        size        BIGINT,
+        reason      TEXT,
+        explanation TEXT,
+        updated_at  REAL NOT NULL,
+        PRIMARY KEY (family, task_id, channel, url)
+    );
+    CREATE INDEX outbox_videos ON outbox (channel, id) WHERE status = 'pending' AND kind = 'video';
+    """,
 )
 
 
