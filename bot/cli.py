@@ -210,15 +210,20 @@ def _explain(settings: Settings, env: Mapping[str, str]) -> list[str]:
 
 async def _database_usable(settings: Settings, lines: list[str]) -> bool:
     from bot.operations import summary
-    from storage.database import Database, StoreUnavailable
+    from storage.database import StoreUnavailable, open_database
     from storage.outbox import Outbox
+    from storage.postgres import safe_url
 
+    if settings.postgres_url is not None:
+        where = f"PostgreSQL {safe_url(settings.postgres_url)} (replicas may share it)"
+    else:
+        where = f"SQLite {settings.database_path.resolve()} (one kie-slack serve process)"
     try:
-        database = await Database.open(settings.database_path)
+        database = await open_database(settings.database_path, settings.postgres_url)
     except Exception as exc:  # whatever stops it opening makes the configuration unusable
-        lines.append(f"✗ database {settings.database_path}: {exc}")
+        lines.append(f"✗ database {where}: {exc}")
         return False
-    lines.append(f"✓ database {settings.database_path.resolve()} opens and is migrated")
+    lines.append(f"✓ database {where} opens and is migrated")
     try:
         stats = await Outbox(database).stats()
     except StoreUnavailable as exc:

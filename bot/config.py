@@ -31,6 +31,8 @@ class Settings:
     host: str = "0.0.0.0"
     port: int = 3000
     database_path: Path = Path("kie-slack.db")
+    #: Set when DATABASE_URL is a PostgreSQL URL; `database_path` is then unused.
+    postgres_url: str | None = field(default=None, repr=False)
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
     slack_api_url: str = "https://slack.com/api/"
@@ -63,6 +65,7 @@ class Settings:
             host=get("HOST") or "0.0.0.0",
             port=port,
             database_path=_database_path(get("DATABASE_URL")),
+            postgres_url=_postgres_url(get("DATABASE_URL")),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
             slack_api_url=_url(get("SLACK_API_URL"), "SLACK_API_URL", "https://slack.com/api/"),
@@ -116,15 +119,33 @@ def _url(value: str | None, name: str, default: str) -> str:
     return value
 
 
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
 def _database_path(value: str | None) -> Path:
-    if value is None:
+    if value is None or value.startswith(_POSTGRES_SCHEMES):
         return Path("kie-slack.db")
     prefix = "sqlite:///"
     if not value.startswith(prefix) or len(value) == len(prefix):
         raise ConfigError(
-            f"DATABASE_URL={value!r} is not sqlite:///PATH (sqlite:////abs/path for an absolute one)"
+            "DATABASE_URL is neither sqlite:///PATH (sqlite:////abs/path for an absolute one) "
+            "nor postgresql://user:password@host:port/db"
         )
     return Path(value[len(prefix) :])
+
+
+def _postgres_url(value: str | None) -> str | None:
+    """The PostgreSQL URL in DATABASE_URL, or None for SQLite."""
+    if value is None or not value.startswith(_POSTGRES_SCHEMES):
+        return None
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise ConfigError("DATABASE_URL has a malformed port") from None
+    if not parts.hostname and "host=" not in parts.query:
+        raise ConfigError("DATABASE_URL=postgresql://… needs a host: postgresql://user@host/db")
+    return value
 
 
 def _channel(value: str | None) -> str | None:

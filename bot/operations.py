@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from bot.config import Settings
-from storage.database import Database, StoreUnavailable
+from storage.database import StoreUnavailable, open_database
 from storage.outbox import Outbox, OutboxEntry, OutboxStats
 
 
@@ -57,7 +57,7 @@ def summary(stats: OutboxStats, now: float) -> str:
 async def _outbox(command: str, settings: Settings) -> AsyncIterator[Outbox]:
     """The bot's outbox, opened from this process; store errors end the command with a line."""
     try:
-        database = await Database.open(settings.database_path)
+        database = await open_database(settings.database_path, settings.postgres_url)
     except StoreUnavailable as exc:
         raise CommandFailed(f"kie-slack {command}: {exc}") from exc
     try:

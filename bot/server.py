@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,7 +26,8 @@ from handlers.commands import Commands
 from handlers.ops import Ops
 from handlers.responses import json_error
 from handlers.slack_events import SlackEvents
-from storage.database import Database
+from storage.database import StoreUnavailable, open_database, serving_lock
+from storage.leases import Leases
 from storage.outbox import Outbox
 from storage.polls import PollSchedule
 from storage.routes import RouteStore
@@ -40,6 +42,7 @@ ROUTES = web.AppKey("routes", RouteStore)
 INTAKE = web.AppKey("intake", CallbackIntake)
 SCHEDULE = web.AppKey("schedule", PollSchedule)
 OPS = web.AppKey("ops", Ops)
+LEASES = web.AppKey("leases", Leases)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +75,22 @@ def create_app(
     fallback = settings.kie_default_channel or (CONSOLE_CHANNEL if settings.console_mode else None)
 
     async def storage(app: web.Application) -> AsyncIterator[None]:
-        database = await Database.open(settings.database_path)
-        app[TASKS] = TaskStore(database, clock=clock)
-        app[OUTBOX] = Outbox(database, clock=clock)
-        app[ROUTES] = RouteStore(database, clock=clock)
-        app[SCHEDULE] = PollSchedule(database, app[TASKS], clock=clock)
-        yield
-        await database.close()
+        with contextlib.ExitStack() as held:
+            if settings.postgres_url is None:
+                held.enter_context(serving_lock(settings.database_path))
+            database = await open_database(settings.database_path, settings.postgres_url)
+            app[TASKS] = TaskStore(database, clock=clock)
+            app[OUTBOX] = Outbox(database, clock=clock)
+            app[ROUTES] = RouteStore(database, clock=clock)
+            app[SCHEDULE] = PollSchedule(database, app[TASKS], clock=clock)
+            # Replicas on one PostgreSQL database take turns per channel; SQLite has one process.
+            if database.dialect == "postgresql":
+                app[LEASES] = Leases(database, clock=clock)
+            yield
+            if (leases := app.get(LEASES)) is not None:
+                with contextlib.suppress(StoreUnavailable):
+                    await leases.release_all()
+            await database.close()
 
     async def http(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=30, connect=10)
@@ -104,6 +116,7 @@ def create_app(
             app[TASKS],
             gateway,
             retry_hours=settings.slack_retry_hours,
+            leases=app.get(LEASES),
             pacer=pacer,
             clock=clock,
         )

@@ -1,12 +1,19 @@
-"""The SQLite database: one aiosqlite connection, versioned migrations, serialized transactions."""
+"""The database: versioned migrations, serialized transactions, grouped writes.
+
+`Database` holds what both backends share; SQLite (the embedded default, through aiosqlite) is
+here, PostgreSQL (several replicas on one database) in `storage.postgres`. The stores write
+their SQL once, in the dialect both accept, with `?` placeholders.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -153,47 +160,38 @@ T = TypeVar("T")
 
 
 class Database:
-    """One aiosqlite connection; each read or write is one synchronous function on its thread.
+    """A database connection whose reads and writes are each one synchronous function on the
+    connection's own thread.
 
-    A whole transaction runs as one call on aiosqlite's worker thread: one hand-off per
-    transaction instead of one per statement, and no other coroutine's statements can fall
-    inside it.
+    A whole transaction runs as one call on that thread: one hand-off per transaction instead
+    of one per statement, and no other coroutine's statements can fall inside it. Subclasses
+    say how to run a function there (`run`) and which errors mean no write can pass now.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
-        self._conn = conn
+    #: `sqlite` or `postgresql`.
+    dialect = "sqlite"
+    #: The statement that opens a write transaction.
+    begin = "BEGIN IMMEDIATE"
+
+    def __init__(self) -> None:
         self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
 
-    @classmethod
-    async def open(cls, path: Path) -> Database:
-        """Open (creating if needed) and migrate the database at `path`."""
-        try:
-            conn = await aiosqlite.connect(path, isolation_level=None)
-        except Exception as exc:
-            raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
-        db = cls(conn)
-        try:
-            await db.run(_prepare)
-        except Exception:
-            await conn.close()
-            raise
-        return db
+    @staticmethod
+    async def open(path: Path) -> Database:
+        """Open (creating if needed) and migrate the SQLite database at `path`."""
+        return await SqliteDatabase.open_file(path)
 
     async def close(self) -> None:
-        await self._conn.close()
+        raise NotImplementedError
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(connection)` on the database thread; sqlite errors become `StoreUnavailable`."""
-        try:
-            # aiosqlite's own queue to its worker thread (the call behind its public methods).
-            return await self._conn._execute(fn, self._conn._conn)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        except ValueError as exc:
-            if str(exc) in ("Connection closed", "no active connection"):  # aiosqlite's words
-                raise StoreUnavailable(f"database {exc}") from exc
-            raise
+        """Run `fn(connection)` on the database thread; driver errors become `StoreUnavailable`."""
+        raise NotImplementedError
+
+    def blocked(self, exc: StoreUnavailable) -> bool:
+        """True when `exc` means no write can pass now (locked, full, gone), not one bad write."""
+        raise NotImplementedError
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in a write transaction: committed if it returns, rolled back if it raises.
@@ -214,11 +212,9 @@ class Database:
             batch, self._writes = self._writes[:MAX_BATCH], self._writes[MAX_BATCH:]
             fns = [fn for fn, _ in batch]
             try:
-                results = await self.run(functools.partial(_in_transaction, _all(fns)))
+                results = await self.run(functools.partial(_in_transaction, self.begin, _all(fns)))
             except Exception as exc:
-                if isinstance(exc, StoreUnavailable) and isinstance(
-                    exc.__cause__, sqlite3.OperationalError
-                ):
+                if isinstance(exc, StoreUnavailable) and self.blocked(exc):
                     for _, future in batch:  # locked, full, gone: no write can pass now
                         _settle(future, error=exc)
                 else:  # one write failed and the batch was rolled back
@@ -237,7 +233,7 @@ class Database:
         """After a batch failed and was rolled back: each write in its own transaction."""
         for fn, future in batch:
             try:
-                result = await self.run(functools.partial(_in_transaction, fn))
+                result = await self.run(functools.partial(_in_transaction, self.begin, fn))
             except Exception as exc:
                 _settle(future, error=exc)
             else:
@@ -248,6 +244,90 @@ class Database:
 
     async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
         return await self.run(lambda conn: conn.execute(sql, params).fetchone())
+
+
+class SqliteDatabase(Database):
+    """SQLite through one aiosqlite connection (its worker thread runs our functions)."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        super().__init__()
+        self._conn = conn
+
+    @classmethod
+    async def open_file(cls, path: Path) -> SqliteDatabase:
+        """Open (creating if needed) and migrate the database at `path`."""
+        try:
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        except Exception as exc:
+            raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
+        db = cls(conn)
+        try:
+            await db.run(_prepare)
+        except Exception:
+            await conn.close()
+            raise
+        return db
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        try:
+            # aiosqlite's own queue to its worker thread (the call behind its public methods).
+            return await self._conn._execute(fn, self._conn._conn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+        except ValueError as exc:
+            if str(exc) in ("Connection closed", "no active connection"):  # aiosqlite's words
+                raise StoreUnavailable(f"database {exc}") from exc
+            raise
+
+    def blocked(self, exc: StoreUnavailable) -> bool:
+        return isinstance(exc.__cause__, sqlite3.OperationalError)
+
+
+def lock(conn: sqlite3.Connection, key: str) -> None:
+    """Within a write transaction: make other processes' transactions on `key` wait for this
+    one (PostgreSQL; SQLite's write transaction already excludes every other writer)."""
+    hold = getattr(conn, "lock", None)
+    if hold is not None:
+        hold(key)
+
+
+@contextlib.contextmanager
+def serving_lock(path: Path) -> Iterator[None]:
+    """Hold the SQLite file `path` for this serving process: a second one is refused.
+
+    The poll schedule and the outbox of a SQLite file are worked by one process; several
+    replicas need PostgreSQL. The lock is the kernel's (`flock` on `<file>.lock`), so a killed
+    process leaves nothing behind.
+    """
+    lock_path = path.with_name(path.name + ".lock")
+    try:
+        handle = lock_path.open("a")
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot open {lock_path}: {exc.strerror}") from exc
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise StoreUnavailable(
+                f"another kie-slack serve is already using {path}: a SQLite file serves one "
+                "process (run several replicas on PostgreSQL: DATABASE_URL=postgresql://…)"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+async def open_database(path: Path, postgres_url: str | None = None) -> Database:
+    """The PostgreSQL database at `postgres_url` when given, else the SQLite file at `path`."""
+    if postgres_url is not None:
+        from storage.postgres import PostgresDatabase
+
+        return await PostgresDatabase.open_url(postgres_url)
+    return await SqliteDatabase.open_file(path)
 
 
 def _all(
@@ -268,8 +348,10 @@ def _settle(
         future.set_result(result)
 
 
-def _in_transaction(fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
-    conn.execute("BEGIN IMMEDIATE")
+def _in_transaction(
+    begin: str, fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection
+) -> T:
+    conn.execute(begin)
     try:
         result = fn(conn)
     except BaseException:
@@ -300,5 +382,5 @@ def _prepare(conn: sqlite3.Connection) -> None:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
 
-        _in_transaction(migrate, conn)
+        _in_transaction(SqliteDatabase.begin, migrate, conn)
         log.info("database migrated to schema version %d", number)

@@ -25,12 +25,13 @@ class RouteStore:
             row = conn.execute("SELECT token FROM routes WHERE channel = ?", (channel,)).fetchone()
             if row is not None:
                 return str(row["token"])
-            token = secrets.token_urlsafe(24)
-            conn.execute(
-                "INSERT INTO routes (token, channel, created_by, created_at) VALUES (?, ?, ?, ?)",
-                (token, channel, created_by, now),
+            conn.execute(  # another replica may issue one at the same moment: keep theirs
+                """INSERT INTO routes (token, channel, created_by, created_at) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (channel) DO NOTHING""",
+                (secrets.token_urlsafe(24), channel, created_by, now),
             )
-            return token
+            row = conn.execute("SELECT token FROM routes WHERE channel = ?", (channel,)).fetchone()
+            return str(row["token"])
 
         return await self._db.write(write)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.kie.products import PRODUCTS
 from bot.task import Applied, State, Task, TaskUpdate, merge
-from storage.database import Database
+from storage.database import Database, lock
 from storage.outbox import enqueue_news, enqueue_root
 
 Clock = Callable[[], float]
@@ -113,6 +113,7 @@ def _apply(
     update: TaskUpdate, body: str, channel: str | None, now: float, conn: sqlite3.Connection
 ) -> Applied:
     family = PRODUCTS[update.product].family
+    lock(conn, f"task:{family}:{update.task_id}")  # replicas apply one task's news in turn
     content_hash = hashlib.sha256(body.encode()).hexdigest()
     old = _select_task(conn, family, update.task_id)
     task, news = merge(old, update, now)

@@ -128,28 +128,34 @@ async def fake_kie() -> AsyncIterator[FakeKie]:
 
 @pytest.fixture
 async def start_bot(tmp_path: Path) -> AsyncIterator[BotFactory]:
-    """Start bots: `await start_bot(slack=..., kie=..., **settings)`; all stop at the end."""
+    """Start bots: `await start_bot(slack=..., kie=..., clock=..., **settings)`; all stop at
+    the end."""
     started: list[Bot] = []
 
     async def start(
         slack: FakeSlack | None = None,
         kie: FakeKie | None = None,
         pacer: ChannelPacer | None = None,
+        clock: Callable[[], float] = time.time,
         **overrides: Any,
     ) -> Bot:
         settings = Settings(
             host="127.0.0.1",
             port=0,
-            database_path=tmp_path / "bot.db",
+            # A SQLite file serves one bot: a second bot in the same test gets its own.
+            database_path=tmp_path / (f"bot{len(started)}.db" if started else "bot.db"),
             slack_bot_token="xoxb-test" if slack else None,
             slack_signing_secret=SIGNING_SECRET,
             slack_api_url=slack.api_url if slack else "http://127.0.0.1:9/api/",
             kie_api_key=kie.api_key if kie else None,
             kie_api_url=kie.url if kie else "http://127.0.0.1:9",
             poll_interval=1,
+            # The fixtures' videos are example.com links that nothing serves: saving them stays
+            # off unless a test turns it on (tests/e2e/test_saved_videos.py).
+            slack_save_videos=False,
         )
         settings = replace(settings, **overrides)
-        app = create_app(settings, pacer=pacer or ChannelPacer(rate=50, burst=50))
+        app = create_app(settings, clock=clock, pacer=pacer or ChannelPacer(rate=50, burst=50))
         server = await LocalServer(app).start()
         bot = Bot(server, aiohttp.ClientSession(), replace(settings, port=server.port))
         started.append(bot)
@@ -220,3 +226,109 @@ async def slash(
             return response.status, json.loads(raw)
         except ValueError:
             return response.status, raw
+
+
+async def post_interaction(bot: Bot, payload: dict[str, Any]) -> tuple[int, Any]:
+    """POST an interaction payload to /slack/events, signed like Slack; the status and the
+    answer (JSON when it is, else the text)."""
+    from urllib.parse import urlencode
+
+    body = urlencode({"payload": json.dumps(payload)})
+    headers = signed_form_headers(body)
+    async with bot.http.post(f"{bot.url}/slack/events", data=body, headers=headers) as response:
+        raw = await response.text()
+        try:
+            return response.status, json.loads(raw)
+        except ValueError:
+            return response.status, raw
+
+
+def find_button(message: Any, text: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The actions block and the button whose visible text is `text` in a posted message."""
+    for block in message.blocks:
+        for element in block.get("elements", []) if block.get("type") == "actions" else []:
+            if element.get("text", {}).get("text") == text:
+                return block, element
+    raise AssertionError(f"no button {text!r} in {message.content}")
+
+
+async def click(
+    bot: Bot,
+    slack: FakeSlack,
+    message: Any,
+    text: str,
+    *,
+    user: str = "U0USER",
+    response_url: str = "1",
+) -> tuple[int, Any]:
+    """Click the button `text` of a message the bot posted (a `Posted` of the fake Slack): a
+    signed `block_actions` payload built from the blocks as posted, like Slack sends it."""
+    block, button = find_button(message, text)
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T000FAKE", "domain": "fake"},
+        "user": {"id": user, "username": "someone", "team_id": "T000FAKE"},
+        "api_app_id": "A0APP",
+        "token": "legacy-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": message.ts,
+            "channel_id": message.channel,
+            "is_ephemeral": False,
+        },
+        "trigger_id": f"1337.42.{len(slack.calls)}",
+        "channel": {"id": message.channel, "name": "somewhere"},
+        "message": {
+            "type": "message",
+            "ts": message.ts,
+            "text": message.text,
+            "blocks": message.blocks,
+        },
+        "response_url": slack.response_url(response_url),
+        "actions": [
+            {
+                "action_id": button["action_id"],
+                "block_id": block.get("block_id", "b0"),
+                "text": button["text"],
+                "value": button.get("value"),
+                "type": "button",
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
+    return await post_interaction(bot, payload)
+
+
+async def submit_view(
+    bot: Bot, view: dict[str, Any], values: dict[str, Any], *, user: str = "U0USER"
+) -> tuple[int, Any]:
+    """Submit a modal the bot opened (as the fake Slack recorded it), with `values` by block
+    id: a conversation id for a `conversations_select`, text for a `plain_text_input`."""
+    state: dict[str, Any] = {}
+    for block in view["blocks"]:
+        element = block.get("element") if block.get("type") == "input" else None
+        if element is None:
+            continue
+        value = values.get(block["block_id"])
+        if element["type"] == "conversations_select":
+            entry = {"type": "conversations_select", "selected_conversation": value}
+        else:
+            entry = {"type": element["type"], "value": value}
+        state[block["block_id"]] = {element["action_id"]: entry}
+    payload = {
+        "type": "view_submission",
+        "team": {"id": "T000FAKE", "domain": "fake"},
+        "user": {"id": user, "username": "someone", "team_id": "T000FAKE"},
+        "api_app_id": "A0APP",
+        "token": "legacy-verification-token",
+        "trigger_id": "1337.43.1",
+        "view": {
+            **view,
+            "id": "V00000001",
+            "team_id": "T000FAKE",
+            "state": {"values": state},
+            "hash": "1.abc",
+        },
+        "response_urls": [],
+    }
+    return await post_interaction(bot, payload)
