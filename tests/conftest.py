@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import pytest
@@ -109,6 +112,37 @@ class Bot:
 
 
 BotFactory = Callable[..., Awaitable[Bot]]
+
+#: Where the tests find a PostgreSQL server they may create databases on (`.ci/run` starts one).
+POSTGRES_ENV = "KIE_TEST_POSTGRES_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The PostgreSQL server's URL; without one these tests say so (and fail in CI)."""
+    url = os.environ.get(POSTGRES_ENV, "").strip()
+    if not url:
+        message = (
+            f"PostgreSQL tests need {POSTGRES_ENV}=postgresql://… "
+            "(bash .ci/run starts a throwaway server and sets it)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test (dropped after it)."""
+    import psycopg
+
+    name = f"kie_test_{secrets.token_hex(6)}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(postgres_server)._replace(path=f"/{name}"))
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
