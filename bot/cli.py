@@ -37,7 +37,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(settings, os.environ)
     if args.command == "outbox":
         return _outbox(settings, args, parser)
+    if args.command == "copy-to":
+        return _copy_to(settings, args.target)
     return serve(settings)
+
+
+def _copy_to(settings: Settings, target: str) -> int:
+    from storage.copy import copy_sqlite_to_postgres
+    from storage.database import StoreUnavailable
+    from storage.postgres import safe_url
+
+    if settings.postgres_url is not None:
+        print("kie-slack copy-to: DATABASE_URL must name the SQLite store to copy from")
+        return 2
+    if not target.startswith(("postgresql://", "postgres://")):
+        print("kie-slack copy-to: the target must be a postgresql://user:password@host:port/db URL")
+        return 2
+    print(f"Copying {settings.database_path} into {safe_url(target)} …")
+    try:
+        copied = asyncio.run(
+            copy_sqlite_to_postgres(settings.database_path, target, progress=print)
+        )
+    except StoreUnavailable as exc:
+        print(f"kie-slack copy-to: {exc}; nothing was copied")
+        return 1
+    print(
+        f"Done: {sum(copied.rows.values())} rows. Stop the SQLite bot, set "
+        "DATABASE_URL to the PostgreSQL URL, and start the replicas: callback URLs and threads "
+        "carry over, and pending Slack work is sent."
+    )
+    return 0
 
 
 def _outbox(settings: Settings, args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -77,6 +106,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     retry.add_argument("rows", nargs="*", type=int, metavar="ROW", help="row numbers to send")
     retry.add_argument("--failed", action="store_true", help="every failed row")
+    copy_to = commands.add_parser(
+        "copy-to", help="copy this SQLite store (DATABASE_URL) into an empty PostgreSQL database"
+    )
+    copy_to.add_argument("target", metavar="URL", help="postgresql://user:password@host:port/db")
     return parser
 
 

@@ -80,6 +80,9 @@ class FakeSlack(LocalServer):
         self.channel_errors: dict[str, str] = {}
         #: While set, every Web API call is answered with this HTTP status (an outage).
         self.outage_status: int | None = None
+        #: Every Nth message call meets a fault in turn: a 503, a 429 (Retry-After 1), a drop.
+        self.flaky_every: int | None = None
+        self._message_calls = 0
         self.reject_images = False
         self._ts = itertools.count(1)
         #: Files of the external upload by id; `fail_next("upload", ...)` breaks the bytes' POST.
@@ -129,6 +132,18 @@ class FakeSlack(LocalServer):
             return web.json_response({"ok": False, "error": "not_authed"})
         if self.outage_status is not None:
             return web.json_response({"ok": False}, status=self.outage_status)
+        if self.flaky_every and method in ("chat.postMessage", "chat.update"):
+            self._message_calls += 1
+            if self._message_calls % self.flaky_every == 0:
+                turn = self._message_calls // self.flaky_every % 3
+                self.faults.insert(
+                    0,
+                    (
+                        Fault(method, status=503),
+                        Fault(method, status=429, error="ratelimited", retry_after=1),
+                        Fault(method, drop=True),
+                    )[turn],
+                )
         fault = next((f for f in self.faults if f.method == method), None)
         if fault is not None:
             self.faults.remove(fault)

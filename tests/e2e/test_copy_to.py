@@ -1,0 +1,87 @@
+"""Moving up: `kie-slack copy-to` carries a SQLite store into PostgreSQL, and a bot on the copy
+keeps the callback URLs, the threads and the work still to do."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import psycopg
+
+from tests.conftest import eventually, load, slash
+from tests.e2e.processes import BotProcess, free_port, remote, service_env
+
+CHANNEL = "C0MOVING"
+
+
+def kie_slack(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_copy_to_postgres_keeps_routes_threads_and_pending_work(
+    tmp_path, fake_slack, postgres_url
+):
+    env = service_env(tmp_path, free_port(), "small.db", slack=fake_slack)
+    env["SLACK_SAVE_VIDEOS"] = "off"
+    old = BotProcess(env, tmp_path, int(env["PORT"]))
+    try:
+        old.wait_healthy()
+        async with remote(old) as bot:
+            _, answer = await slash(bot, fake_slack, "url", channel=CHANNEL)
+            token = re.search(r"/callbacks/veo/([\w-]+)", json.dumps(answer))[1]
+            async with bot.http.post(
+                f"{bot.url}/callbacks/veo/{token}", json=load("veo-success.json")
+            ) as response:
+                assert response.status == 200
+            [root] = await eventually(lambda: fake_slack.roots(CHANNEL))
+            fake_slack.channel_errors[CHANNEL] = "not_in_channel"  # the next post fails for good
+            async with bot.http.post(
+                f"{bot.url}/callbacks/runway/{token}", json=load("runway-success.json")
+            ) as response:
+                assert response.status == 200
+            await eventually(lambda: "1 failed" in kie_slack("outbox", env=env).stdout)
+    finally:
+        assert old.terminate() == 0
+
+    refused = kie_slack("copy-to", "mysql://nowhere", env=env)
+    assert refused.returncode == 2 and "postgresql://" in refused.stdout
+    copied = kie_slack("copy-to", postgres_url, env=env)
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    assert "tasks: 2 rows" in copied.stdout and "routes: 1 rows" in copied.stdout
+    again = kie_slack("copy-to", postgres_url, env=env)
+    assert again.returncode == 1 and "empty database" in again.stdout
+
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 2
+        assert db.execute("SELECT channel FROM routes WHERE token = %s", (token,)).fetchone() == (
+            CHANNEL,
+        )
+        [(status, error)] = db.execute("SELECT status, last_error FROM outbox").fetchall()
+        assert (status, error) == ("failed", "not_in_channel")
+
+    del fake_slack.channel_errors[CHANNEL]
+    moved = {**env, "DATABASE_URL": postgres_url, "PORT": str(free_port())}
+    new = BotProcess(moved, tmp_path, int(moved["PORT"]))
+    try:
+        new.wait_healthy()
+        assert kie_slack("outbox", "retry", "--failed", env=moved).returncode == 0
+        await eventually(lambda: len(fake_slack.roots(CHANNEL)) == 2, timeout=15)
+        # The old callback URL still posts into the channel; news of a copied task still
+        # reaches its thread.
+        async with remote(new) as bot, bot.http.post(
+            f"{bot.url}/callbacks/veo-4k/{token}", json=load("veo-4k-success.json")
+        ) as response:
+            assert response.status == 200
+        [reply] = await eventually(lambda: fake_slack.replies(root), timeout=15)
+        assert "3f9c2a7b1d4e_4k.mp4" in reply.content
+        assert len(fake_slack.roots(CHANNEL)) == 2
+    finally:
+        assert new.terminate() == 0
