@@ -238,6 +238,26 @@ def _explain(settings: Settings, env: Mapping[str, str]) -> list[str]:
         "passing reason is retried that long"
     )
     lines.append(f"{ok} LOG_LEVEL={settings.log_level}, LOG_FORMAT={settings.log_format}")
+    lines.extend(_video_lines(settings))
+    return lines
+
+
+def _video_lines(settings: Settings) -> list[str]:
+    """What SLACK_SAVE_VIDEOS, SAVE_VIDEO_MAX_MB and DOWNLOAD_ALLOW_PRIVATE_HOSTS mean together."""
+    if not settings.slack_save_videos:
+        return ["· SLACK_SAVE_VIDEOS=off: result videos stay links; kie.ai deletes them later"]
+    lines = [
+        f"✓ SLACK_SAVE_VIDEOS=on: each result video up to {settings.save_video_max_mb} MB "
+        "(SAVE_VIDEO_MAX_MB) is uploaded into its thread; the app needs the scopes files:write "
+        "and channels:join"
+    ]
+    if settings.download_allow_private_hosts:
+        lines.append(
+            "! DOWNLOAD_ALLOW_PRIVATE_HOSTS=on: video downloads may reach loopback and private "
+            "addresses, over plain http too (tests, private deployments)"
+        )
+    else:
+        lines.append("✓ video downloads reach public https addresses only")
     return lines
 
 

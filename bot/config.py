@@ -46,6 +46,9 @@ class Settings:
     log_level: str = "INFO"
     log_format: LogFormat = "text"
     slack_retry_hours: float = 24.0
+    slack_save_videos: bool = True
+    save_video_max_mb: int = 1000
+    download_allow_private_hosts: bool = False
 
     @property
     def console_mode(self) -> bool:
@@ -59,6 +62,13 @@ class Settings:
         def get(name: str) -> str | None:
             value = env.get(name, "").strip()
             return value or None
+
+        # bot.video.settings imports this module for ConfigError: import it once both exist.
+        from bot.video.settings import (
+            parse_allow_private_hosts,
+            parse_save_video_max_mb,
+            parse_save_videos,
+        )
 
         port = _integer(get("PORT"), "PORT", 3000, low=0, high=65535)
         return cls(
@@ -83,6 +93,11 @@ class Settings:
             log_level=_log_level(get("LOG_LEVEL")),
             log_format=_log_format(get("LOG_FORMAT")),
             slack_retry_hours=_positive_number(get("SLACK_RETRY_HOURS"), "SLACK_RETRY_HOURS", 24.0),
+            slack_save_videos=parse_save_videos(get("SLACK_SAVE_VIDEOS")),
+            save_video_max_mb=parse_save_video_max_mb(get("SAVE_VIDEO_MAX_MB")),
+            download_allow_private_hosts=parse_allow_private_hosts(
+                get("DOWNLOAD_ALLOW_PRIVATE_HOSTS")
+            ),
         )
 
 
