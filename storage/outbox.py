@@ -1,11 +1,15 @@
 """The outbox: Slack work written in the same transaction as the news that implies it.
 
 Each row has a unique idempotency key, so the same work is never queued twice. The delivery
-worker takes rows in id order per channel and marks each done, retried or failed.
+worker takes rows in id order per channel and marks each done, retried or failed. Video rows
+(saving a result video into its thread) go on a lane of their own per channel, so a long
+transfer never holds back the channel's posts; a video row waits only for its own thread's
+earlier posts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -14,13 +18,13 @@ from typing import Literal
 
 from storage.database import Database
 
-Kind = Literal["root", "reply", "update", "notice"]
+Kind = Literal["root", "reply", "update", "notice", "video"]
 
 
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
-    """One piece of Slack work: post a task's root, reply in its thread, update the root, or
-    post a plain notice in the thread."""
+    """One piece of Slack work: post a task's root, reply in its thread, update the root, post a
+    plain notice in the thread, or save a result video (its URL in `text`) into the thread."""
 
     id: int
     key: str
@@ -76,6 +80,53 @@ def enqueue_root(
     """Queue the task's root message in `channel` (rendered from the task when it is sent)."""
     key = f"root:{family}:{task_id}:{channel}"
     conn.execute(_INSERT, (key, "root", channel, family, task_id, None, None, now, now))
+
+
+def video_key(family: str, task_id: str, channel: str, url: str) -> str:
+    """The key of the row that saves `url` into the task's thread in `channel`: one per video
+    per thread, whatever brings the video again."""
+    digest = hashlib.sha256(url.encode()).hexdigest()[:32]
+    return f"video:{family}:{task_id}:{channel}:{digest}"
+
+
+def enqueue_video(
+    conn: sqlite3.Connection,
+    family: str,
+    task_id: str,
+    channel: str,
+    url: str,
+    event_id: int | None,
+    now: float,
+) -> bool:
+    """Queue saving the video at `url` into the task's thread in `channel`; False when it was
+    queued before.
+
+    `event_id` is the news that brought the video (None when it came with the root): the row
+    waits until that news' thread reply is posted, and the root when it is pending.
+    """
+    key = video_key(family, task_id, channel, url)
+    cursor = conn.execute(
+        _INSERT, (key, "video", channel, family, task_id, event_id, url, now, now)
+    )
+    return cursor.rowcount > 0
+
+
+def enqueue_card_update(
+    conn: sqlite3.Connection, family: str, task_id: str, channel: str, key: str, now: float
+) -> None:
+    """Queue an update of the task's root in `channel` (a saved video changes its card).
+
+    `key` names the cause; an update sent before under the same key is made pending again.
+    """
+    conn.execute(
+        """INSERT INTO outbox (key, kind, channel, family, task_id, event_id, text,
+                               next_attempt_at, created_at)
+           VALUES (?, 'update', ?, ?, ?, NULL, NULL, ?, ?)
+           ON CONFLICT (key) DO UPDATE SET status = 'pending', attempts = 0, unknown_errors = 0,
+               next_attempt_at = excluded.next_attempt_at, retry_since = excluded.created_at,
+               last_error = NULL, done_at = NULL""",
+        (f"update:{key}:{channel}", channel, family, task_id, now, now),
+    )
 
 
 def enqueue_news(
@@ -138,19 +189,38 @@ class Outbox:
         channel, however many rows wait)."""
         rows = await self._db.fetchall(
             """WITH RECURSIVE pending(channel) AS (
-                   SELECT MIN(channel) FROM outbox WHERE status = 'pending'
+                   SELECT MIN(channel) FROM outbox WHERE status = 'pending' AND kind != 'video'
                    UNION ALL
                    SELECT (SELECT MIN(channel) FROM outbox
-                           WHERE status = 'pending' AND channel > pending.channel)
+                           WHERE status = 'pending' AND kind != 'video'
+                             AND channel > pending.channel)
                    FROM pending WHERE pending.channel IS NOT NULL)
                SELECT channel FROM pending WHERE channel IS NOT NULL"""
         )
         return [row["channel"] for row in rows]
 
     async def head(self, channel: str) -> OutboxRow | None:
-        """The oldest pending row of `channel`: rows of one channel go out in order."""
+        """The oldest pending post of `channel`: posts of one channel go out in order."""
         row = await self._db.fetchone(
-            "SELECT * FROM outbox WHERE status = 'pending' AND channel = ? ORDER BY id LIMIT 1",
+            """SELECT * FROM outbox WHERE status = 'pending' AND channel = ? AND kind != 'video'
+               ORDER BY id LIMIT 1""",
+            (channel,),
+        )
+        return _row(row) if row else None
+
+    async def video_channels(self) -> list[str]:
+        """Channels with a video row whose thread is ready for it (see `video_head`)."""
+        rows = await self._db.fetchall(
+            f"SELECT DISTINCT v.channel FROM outbox v WHERE {_VIDEO_READY} ORDER BY v.channel"
+        )
+        return [row["channel"] for row in rows]
+
+    async def video_head(self, channel: str) -> OutboxRow | None:
+        """The oldest video row of `channel` whose thread is ready: neither the task's root nor
+        the reply of the news that brought the video is still pending, so the file follows
+        them in the thread. Videos of other tasks do not wait for it."""
+        row = await self._db.fetchone(
+            f"SELECT v.* FROM outbox v WHERE {_VIDEO_READY} AND v.channel = ? ORDER BY v.id LIMIT 1",
             (channel,),
         )
         return _row(row) if row else None
@@ -315,6 +385,14 @@ class Outbox:
                 params,
             )
         )
+
+
+#: A pending video row whose thread's earlier posts are out: found by their keys (`enqueue_root`
+#: and `enqueue_news` make them), so the check is two lookups on the key index.
+_VIDEO_READY = """v.status = 'pending' AND v.kind = 'video'
+    AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.status = 'pending' AND p.key IN (
+        'root:' || v.family || ':' || v.task_id || ':' || v.channel,
+        'reply:' || v.event_id || ':' || v.channel))"""
 
 
 def _row(row: sqlite3.Row) -> OutboxRow:

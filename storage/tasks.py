@@ -16,6 +16,7 @@ from bot.kie.products import PRODUCTS
 from bot.task import Applied, State, Task, TaskUpdate, merge
 from storage.database import Database, lock
 from storage.outbox import enqueue_news, enqueue_root
+from storage.videos import queue_video
 
 Clock = Callable[[], float]
 
@@ -34,11 +35,18 @@ class RecordedEvent:
 
 
 class TaskStore:
-    """Tasks, the event log and the channels that follow each task."""
+    """Tasks, the event log and the channels that follow each task.
 
-    def __init__(self, db: Database, *, clock: Clock = time.time) -> None:
+    With `save_videos` (SLACK_SAVE_VIDEOS), each result video is also queued to be saved into
+    the thread of every channel that follows the task, in the transaction that brings it.
+    """
+
+    def __init__(
+        self, db: Database, *, clock: Clock = time.time, save_videos: bool = False
+    ) -> None:
         self._db = db
         self._clock = clock
+        self._save_videos = save_videos
         #: Set whenever a committed transaction added outbox rows.
         self.outbox_ready = asyncio.Event()
 
@@ -50,7 +58,9 @@ class TaskStore:
         nothing. Returns after the commit.
         """
         body = canonical_json(update.raw)
-        write = functools.partial(_apply, update, body, channel, self._clock())
+        write = functools.partial(
+            _apply, update, body, channel, self._clock(), save_videos=self._save_videos
+        )
         applied = await self._db.write(write)
         if applied.queued:
             self.outbox_ready.set()
@@ -67,6 +77,10 @@ class TaskStore:
             if not _add_follower(conn, family, task_id, channel, now):
                 return False
             enqueue_root(conn, family, task_id, channel, now)
+            task = _select_task(conn, family, task_id)
+            if self._save_videos and task is not None:
+                for url in task.video_urls:
+                    queue_video(conn, family, task_id, channel, url, None, now)
             return True
 
         added = await self._db.write(write)
@@ -110,7 +124,13 @@ class TaskStore:
 
 
 def _apply(
-    update: TaskUpdate, body: str, channel: str | None, now: float, conn: sqlite3.Connection
+    update: TaskUpdate,
+    body: str,
+    channel: str | None,
+    now: float,
+    conn: sqlite3.Connection,
+    *,
+    save_videos: bool = False,
 ) -> Applied:
     family = PRODUCTS[update.product].family
     lock(conn, f"task:{family}:{update.task_id}")  # replicas apply one task's news in turn
@@ -132,10 +152,18 @@ def _apply(
     if not channels and channel is not None:
         _add_follower(conn, family, update.task_id, channel, now)
         enqueue_root(conn, family, update.task_id, channel, now)
+        if save_videos:  # after the root: the file goes into its thread
+            for url in task.video_urls:
+                queue_video(conn, family, update.task_id, channel, url, None, now)
         return Applied(False, news, task, (channel,), queued=True)
     if news:
+        known = old.video_urls if old is not None else ()
+        brought = [url for url in task.video_urls if url not in known]
         for follower in channels:
             enqueue_news(conn, family, update.task_id, follower, event_id, now)
+            if save_videos:  # after the reply that announces them
+                for url in brought:
+                    queue_video(conn, family, update.task_id, follower, url, event_id, now)
     return Applied(False, news, task, channels, queued=news and bool(channels))
 
 

@@ -1,0 +1,124 @@
+"""Result videos in the outbox, on every backend: queued once per thread in the news'
+transaction, on a lane apart from the posts that waits for its thread, and recorded to the end."""
+
+from __future__ import annotations
+
+import copy
+
+from bot.kie.products import PRODUCTS
+from bot.video.saved import SaveState
+from storage.outbox import Outbox, OutboxRow
+from storage.tasks import TaskStore
+from storage.videos import SavedVideos
+from tests.conftest import load
+from tests.test_storage import Clock, opener  # noqa: F401  (the backends' fixture)
+
+TASK = "veo_task_3f9c2a7b1d4e"
+
+
+def update(name: str, *urls: str):
+    body = copy.deepcopy(load(name))
+    if urls:
+        body["data"]["info"]["resultUrls"] = list(urls)
+    slug = "veo-4k" if name.startswith("veo-4k") else "veo"
+    return PRODUCTS[slug].parse_callback(body)
+
+
+async def drain_posts(outbox: Outbox, channel: str) -> list[str]:
+    """Send (mark done) the channel's posts in order; their kinds."""
+    kinds = []
+    while (row := await outbox.head(channel)) is not None:
+        kinds.append(row.kind)
+        await outbox.done(row, root_ts="1.1" if row.kind == "root" else None)
+    return kinds
+
+
+async def test_a_video_waits_for_its_root_and_posts_never_wait_for_it(opener):  # noqa: F811
+    db = await opener()
+    clock = Clock()
+    tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)
+    await tasks.apply(update("veo-success.json", "https://v.example/a.mp4"), channel="C1")
+    assert await outbox.pending_channels() == ["C1"]
+    assert await outbox.video_channels() == [], "the root is not posted yet"
+    assert await drain_posts(outbox, "C1") == ["root"], "the video row is not a post"
+    assert await outbox.video_channels() == ["C1"]
+    row = await outbox.video_head("C1")
+    assert row is not None and (row.kind, row.text) == ("video", "https://v.example/a.mp4")
+    assert await outbox.pending_channels() == []
+
+
+async def test_news_queues_only_new_videos_after_their_reply(opener):  # noqa: F811
+    db = await opener()
+    clock = Clock()
+    tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)
+    await tasks.apply(update("veo-success.json", "https://v.example/a.mp4"), channel="C1")
+    await drain_posts(outbox, "C1")
+    first = await outbox.video_head("C1")
+    assert first is not None
+    await outbox.done(first)
+    await tasks.apply(update("veo-4k-success.json", "https://v.example/4k.mp4"))
+    assert await outbox.video_channels() == [], "the reply that announces it comes first"
+    assert await drain_posts(outbox, "C1") == ["reply", "update"]
+    row = await outbox.video_head("C1")
+    assert row is not None and row.text == "https://v.example/4k.mp4"
+    await outbox.done(row)
+    # The same video again, in other words: no new row, whatever brings it.
+    again = update("veo-success.json", "https://v.example/a.mp4", "https://v.example/4k.mp4")
+    await tasks.apply(again)
+    assert await outbox.video_head("C1") is None
+
+
+async def test_saving_off_queues_no_video_and_a_follower_gets_the_known_ones(opener):  # noqa: F811
+    db = await opener()
+    clock = Clock()
+    outbox = Outbox(db, clock=clock)
+    await TaskStore(db, clock=clock).apply(update("veo-success.json"), channel="C1")
+    assert await drain_posts(outbox, "C1") == ["root"]
+    assert await outbox.video_channels() == []
+    saving = TaskStore(db, clock=clock, save_videos=True)
+    assert await saving.follow("veo", TASK, "C2")
+    assert await drain_posts(outbox, "C2") == ["root"]
+    row = await outbox.video_head("C2")
+    assert row is not None and row.text is not None and row.text.endswith("_0.mp4")
+
+
+async def saved_row(opener) -> tuple[Outbox, SavedVideos, OutboxRow, Clock]:  # noqa: F811
+    db = await opener()
+    clock = Clock()
+    tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)
+    await tasks.apply(update("veo-success.json", "https://v.example/a.mp4"), channel="C1")
+    await drain_posts(outbox, "C1")
+    row = await outbox.video_head("C1")
+    assert row is not None
+    return outbox, SavedVideos(db, clock=clock), row, clock
+
+
+async def test_a_saved_video_finishes_its_row_and_updates_the_card(opener):  # noqa: F811
+    outbox, videos, row, _ = await saved_row(opener)
+    [pending] = (await videos.outcomes("veo", TASK, "C1")).values()
+    assert pending.state is SaveState.PENDING
+    await videos.completing(row, "F1", "Veo 3.1 · fox", 1234)
+    record = await videos.get(row)
+    assert record is not None and (record.state, record.file_id) == (SaveState.COMPLETING, "F1")
+    await videos.saved(row, "F1", "Veo 3.1 · fox", 1234)
+    assert await outbox.video_head("C1") is None
+    update_row = await outbox.head("C1")
+    assert update_row is not None and update_row.kind == "update"
+    [record] = (await videos.outcomes("veo", TASK, "C1")).values()
+    assert (record.saved, record.file_id, record.size) == (True, "F1", 1234)
+
+
+async def test_a_refusal_an_operator_fixes_updates_the_card_each_time(opener):  # noqa: F811
+    outbox, videos, row, clock = await saved_row(opener)
+    await videos.not_saved(row, "missing_scope", "The app lacks files:write.", operator=True)
+    [entry] = [e for e in await outbox.entries() if e.kind == "video"]
+    assert (entry.status, entry.last_error) == ("failed", "missing_scope")
+    [record] = (await videos.outcomes("veo", TASK, "C1")).values()
+    assert record.refused and record.explanation == "The app lacks files:write."
+    assert await drain_posts(outbox, "C1") == ["update"]
+    clock.now += 60
+    assert await outbox.resend(failed=True) == [row.id]
+    again = await outbox.video_head("C1")
+    assert again is not None and again.id == row.id
+    await videos.saved(again, "F2", "t", 10)
+    assert await drain_posts(outbox, "C1") == ["update"], "the card is updated once more"
