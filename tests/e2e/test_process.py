@@ -43,6 +43,26 @@ def test_serve_with_no_environment_then_send_twice(tmp_path):
     assert "Traceback" not in output
 
 
+def test_a_second_serve_on_one_sqlite_file_is_refused(tmp_path):
+    port = free_port()
+    env = {"DATABASE_URL": "sqlite:///shared.db", "HOST": "127.0.0.1"}
+    first = BotProcess({**env, "PORT": str(port)}, tmp_path, port)
+    try:
+        first.wait_healthy()
+        second = cli("serve", env={**env, "PORT": str(free_port())}, cwd=tmp_path)
+        assert second.returncode == 1
+        assert "another kie-slack serve is already using" in second.stderr
+        assert "postgresql://" in second.stderr
+        first.wait_healthy()  # the first one serves on
+    finally:
+        assert first.terminate() == 0
+    third = BotProcess({**env, "PORT": str(port)}, tmp_path, port)
+    try:
+        third.wait_healthy()  # the file is free again once its process has stopped
+    finally:
+        assert third.terminate() == 0
+
+
 def test_send_signs_when_a_key_is_set(tmp_path):
     port = free_port()
     env = {"PORT": str(port), "KIE_WEBHOOK_HMAC_KEY": "k3y", "DATABASE_URL": "sqlite:///s.db"}
