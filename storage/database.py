@@ -15,7 +15,7 @@ import logging
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -247,7 +247,12 @@ class Database:
 
 
 class SqliteDatabase(Database):
-    """SQLite through one aiosqlite connection (its worker thread runs our functions)."""
+    """SQLite through one aiosqlite connection (its worker thread runs our functions).
+
+    Only aiosqlite's public API: the connection is our `_Connection` (sqlite3's `factory`,
+    passed through `aiosqlite.connect`), and `execute_fetchall(_RUN, (fn,))` has aiosqlite's
+    thread call `fn` there, as one hand-off like any statement.
+    """
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         super().__init__()
@@ -257,7 +262,7 @@ class SqliteDatabase(Database):
     async def open_file(cls, path: Path) -> SqliteDatabase:
         """Open (creating if needed) and migrate the database at `path`."""
         try:
-            conn = await aiosqlite.connect(path, isolation_level=None)
+            conn = await aiosqlite.connect(path, isolation_level=None, factory=_Connection)
         except Exception as exc:
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
         db = cls(conn)
@@ -273,17 +278,46 @@ class SqliteDatabase(Database):
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
-            # aiosqlite's own queue to its worker thread (the call behind its public methods).
-            return await self._conn._execute(fn, self._conn._conn)
+            rows = await self._conn.execute_fetchall(_RUN, (fn,))
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
         except ValueError as exc:
             if str(exc) in ("Connection closed", "no active connection"):  # aiosqlite's words
                 raise StoreUnavailable(f"database {exc}") from exc
             raise
+        return cast(T, next(iter(rows)))
 
     def blocked(self, exc: StoreUnavailable) -> bool:
         return isinstance(exc.__cause__, sqlite3.OperationalError)
+
+
+#: The statement that `_Connection.execute` reads as "call the function given as parameter";
+#: should it ever reach SQLite itself, it fails (no such function) instead of doing anything.
+_RUN = "SELECT kie_slack_run_on_this_thread()"
+
+
+class _Connection(sqlite3.Connection):
+    """The sqlite3 connection that aiosqlite opens, on its worker thread, for `SqliteDatabase`.
+
+    `execute(_RUN, (fn,))` calls `fn(self)` instead of running SQL and answers its result as
+    the only row; every other statement runs as usual.
+    """
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        if sql is _RUN:
+            return _Answer(self, parameters[0](self))
+        return super().execute(sql, parameters)
+
+
+class _Answer(sqlite3.Cursor):
+    """A function's result, read back as the one row of a cursor."""
+
+    def __init__(self, conn: sqlite3.Connection, result: Any) -> None:
+        super().__init__(conn)
+        self._result = result
+
+    def fetchall(self) -> list[Any]:
+        return [self._result]
 
 
 def lock(conn: sqlite3.Connection, key: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 
 import pytest
 
@@ -85,3 +86,39 @@ async def test_a_locked_store_fails_every_waiting_write(tmp_path):
         locker.rollback()
         locker.close()
         await db.close()
+
+
+async def test_run_calls_the_function_on_the_database_thread_and_returns_its_result(tmp_path):
+    db = await Database.open(tmp_path / "d.db")
+    try:
+        loop_thread = threading.get_ident()
+        seen: list[int] = []
+
+        def read(conn: sqlite3.Connection) -> list[str]:
+            seen.append(threading.get_ident())
+            return [row[0] for row in conn.execute("SELECT 'a' UNION ALL SELECT 'b'")]
+
+        assert await db.run(read) == ["a", "b"]
+        assert await db.run(lambda conn: None) is None
+        assert await db.run(lambda conn: seen.append(threading.get_ident())) is None
+        assert len(set(seen)) == 1 and seen[0] != loop_thread
+        rows = await db.fetchall("SELECT ? AS x UNION ALL SELECT ?", (1, 2))
+        assert [row["x"] for row in rows] == [1, 2]
+        assert (await db.fetchone("SELECT 3 AS y"))["y"] == 3
+    finally:
+        await db.close()
+
+
+async def test_run_passes_errors_on_and_a_closed_store_is_unavailable(tmp_path):
+    db = await Database.open(tmp_path / "d.db")
+
+    def broken(conn: sqlite3.Connection) -> None:
+        raise ValueError("not a database error")
+
+    with pytest.raises(ValueError, match="not a database error"):
+        await db.run(broken)
+    with pytest.raises(StoreUnavailable, match="no such table"):
+        await db.fetchall("SELECT * FROM nowhere")
+    await db.close()
+    with pytest.raises(StoreUnavailable):
+        await db.fetchone("SELECT 1")
