@@ -13,8 +13,10 @@ from typing import Any
 
 import aiohttp
 
+from bot.kie import payload
 from bot.kie.payload import code_of, message_of
-from bot.kie.products import PayloadError, Product
+from bot.kie.products import MAX_TASK_ID, PayloadError, Product
+from bot.kie.submit import GenerationRequest, request_body
 from bot.metrics import Metrics
 from bot.task import TaskUpdate
 
@@ -159,12 +161,93 @@ class KieClient:
                 raise result
         return None
 
+    async def submit(self, request: GenerationRequest, callback_url: str) -> str:
+        """Start `request` at kie.ai with `callback_url` as its `callBackUrl`; its task id.
+
+        One POST, never retried: a lost answer must not start a second paid video. A refusal
+        raises `KieError` whose text says what to fix (credits, parameters, the key, waiting).
+        """
+        path, body = request_body(request, callback_url)
+        await self._limiter.wait()
+        try:
+            envelope = await self._post(path, body)
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise KieError(
+                "unavailable",
+                f"kie.ai did not answer ({type(exc).__name__}), so it may or may not have "
+                "started the video; if it did, the result still comes to this channel",
+            ) from None
+        if envelope.code != 200:
+            raise _refusal(envelope)
+        task_id = payload.first_text(payload.as_mapping(envelope.data), "taskId", "task_id")
+        if not task_id or len(task_id) > MAX_TASK_ID or not task_id.isprintable():
+            raise KieError("unavailable", "kie.ai accepted the request but named no task id")
+        return task_id
+
+    async def _post(self, path: str, body: Mapping[str, Any]) -> Envelope:
+        async with self._session.post(
+            self._base + path, json=body, headers=self._headers, timeout=self._timeout
+        ) as response:
+            raw = await response.read()
+            status = response.status
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, Mapping):
+            answer = {"code": status, "msg": f"HTTP {status} with no JSON envelope"}
+        code = code_of(answer.get("code"))
+        if code is None:
+            code = status if status != 200 else 500
+        self._metrics.kie_request(path, code)
+        return Envelope(code, message_of(answer), answer.get("data"), answer)
+
     async def credits(self) -> float:
         """The account's remaining credits."""
         envelope = await self.get("/api/v1/chat/credit")
         if isinstance(envelope.data, bool) or not isinstance(envelope.data, int | float):
             raise KieError("unavailable", "kie.ai answered the credit query without a number")
         return float(envelope.data)
+
+
+def _refusal(envelope: Envelope) -> KieError:
+    """kie.ai's refusal to start a generation, worded for the person who asked."""
+    code = envelope.code
+    said = " ".join(envelope.message.split())[:300] or "no message"
+    if code == 401:
+        return KieError(
+            "auth",
+            f"kie.ai refused the bot's API key ({code}: {said}); whoever runs the bot should "
+            "check KIE_API_KEY",
+            code,
+        )
+    if code == 402:
+        return KieError(
+            "credits",
+            f"the kie.ai account is out of credits ({code}: {said}); top it up at "
+            "https://kie.ai/billing, then try again",
+            code,
+        )
+    if code in (400, 422):
+        return KieError(
+            "invalid",
+            f"kie.ai refused the request's parameters ({code}: {said}); change what it names "
+            "and try again",
+            code,
+        )
+    if code == 429:
+        return KieError(
+            "unavailable",
+            f"kie.ai is limiting how fast new videos start ({code}: {said}); try again in a minute",
+            code,
+        )
+    if code == 455 or code >= 500:
+        return KieError(
+            "unavailable",
+            f"kie.ai is unavailable right now ({code}: {said}); try again later",
+            code,
+        )
+    return KieError("invalid", f"kie.ai refused the request ({code}: {said})", code)
 
 
 def _error(envelope: Envelope) -> KieError:
