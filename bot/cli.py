@@ -239,6 +239,28 @@ def _explain(settings: Settings, env: Mapping[str, str]) -> list[str]:
     )
     lines.append(f"{ok} LOG_LEVEL={settings.log_level}, LOG_FORMAT={settings.log_format}")
     lines.extend(_video_lines(settings))
+    lines.extend(_submit_lines(settings))
+    return lines
+
+
+def _submit_lines(settings: Settings) -> list[str]:
+    """What KIE_SUBMIT, KIE_SUBMIT_CHANNELS and KIE_MARKET_MODELS mean together."""
+    if not settings.kie_submit:
+        return ["· KIE_SUBMIT=off: videos cannot be started from Slack (/kie veo, new, Again)"]
+    if not settings.kie_api_key:
+        return ["! KIE_SUBMIT=on but KIE_API_KEY is not set: starting videos from Slack says so"]
+    where = (
+        "only in " + ", ".join(settings.kie_submit_channels) + " (KIE_SUBMIT_CHANNELS)"
+        if settings.kie_submit_channels
+        else "in every channel (KIE_SUBMIT_CHANNELS limits it)"
+    )
+    lines = [
+        f"✓ KIE_SUBMIT=on: anyone may start videos {where}; each costs kie.ai credits",
+    ]
+    if settings.kie_market_models:
+        lines.append(
+            f"✓ KIE_MARKET_MODELS: /kie new also offers {', '.join(settings.kie_market_models)}"
+        )
     return lines
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,11 @@ class Settings:
     slack_save_videos: bool = True
     save_video_max_mb: int = 1000
     download_allow_private_hosts: bool = False
+    #: Starting generations from Slack: off entirely, or only in these channels (empty = all).
+    kie_submit: bool = True
+    kie_submit_channels: tuple[str, ...] = ()
+    #: Market model ids the `/kie new` form offers besides its built-in ones.
+    kie_market_models: tuple[str, ...] = ()
 
     @property
     def console_mode(self) -> bool:
@@ -68,6 +74,7 @@ class Settings:
             parse_allow_private_hosts,
             parse_save_video_max_mb,
             parse_save_videos,
+            parse_switch,
         )
 
         port = _integer(get("PORT"), "PORT", 3000, low=0, high=65535)
@@ -98,6 +105,9 @@ class Settings:
             download_allow_private_hosts=parse_allow_private_hosts(
                 get("DOWNLOAD_ALLOW_PRIVATE_HOSTS")
             ),
+            kie_submit=parse_switch(get("KIE_SUBMIT"), "KIE_SUBMIT", True),
+            kie_submit_channels=_channel_list(get("KIE_SUBMIT_CHANNELS"), "KIE_SUBMIT_CHANNELS"),
+            kie_market_models=_market_models(get("KIE_MARKET_MODELS")),
         )
 
 
@@ -170,6 +180,56 @@ def _channel(value: str | None) -> str | None:
     if not channel or any(c.isspace() for c in channel) or len(channel) > 80:
         raise ConfigError(f"KIE_DEFAULT_CHANNEL={value!r} is not a Slack channel ID like C0123456")
     return channel
+
+
+#: What a Slack channel id looks like (C… public, G… private, D… a direct message).
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,30}")
+#: What a kie.ai Market model id looks like: `kling-2.6/text-to-video`, `bytedance/seedance-2`.
+_MARKET_MODEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,139}")
+#: The `/kie new` form lists at most 100 models; a few are built in.
+MAX_MARKET_MODELS = 90
+
+
+def _channel_list(value: str | None, name: str) -> tuple[str, ...]:
+    """Channel IDs separated by commas (or spaces); `#` before one is allowed."""
+    if value is None:
+        return ()
+    channels: list[str] = []
+    for part in re.split(r"[,\s]+", value):
+        if not part:
+            continue
+        channel = part.lstrip("#")
+        if not _CHANNEL_ID.fullmatch(channel):
+            raise ConfigError(
+                f"{name}: {part[:40]!r} is not a Slack channel ID like C0123456 "
+                "(in Slack: the channel's details, at the bottom)"
+            )
+        if channel not in channels:
+            channels.append(channel)
+    return tuple(channels)
+
+
+def _market_models(value: str | None) -> tuple[str, ...]:
+    """KIE_MARKET_MODELS: kie.ai Market model ids separated by commas."""
+    if value is None:
+        return ()
+    models: list[str] = []
+    for part in value.split(","):
+        model = part.strip()
+        if not model:
+            continue
+        if not _MARKET_MODEL.fullmatch(model):
+            raise ConfigError(
+                f"KIE_MARKET_MODELS: {model[:60]!r} is not a kie.ai Market model id like "
+                "kling-2.6/text-to-video (letters, digits, . _ / -; at most 140)"
+            )
+        if model not in models:
+            models.append(model)
+    if len(models) > MAX_MARKET_MODELS:
+        raise ConfigError(
+            f"KIE_MARKET_MODELS names {len(models)} models; at most {MAX_MARKET_MODELS}"
+        )
+    return tuple(models)
 
 
 def _log_level(value: str | None) -> str:

@@ -166,3 +166,48 @@ def test_to_json_leaves_out_what_is_not_set():
         "product": "runway",
         "prompt": "a",
     }
+
+
+# --- the settings -----------------------------------------------------------------------------
+
+
+def test_the_submit_settings_are_read_and_explained():
+    from bot.cli import _explain
+    from bot.config import Settings
+
+    env = {
+        "KIE_API_KEY": "k",
+        "KIE_SUBMIT": "on",
+        "KIE_SUBMIT_CHANNELS": "C0ART, #C0FILM C0ART",
+        "KIE_MARKET_MODELS": "bytedance/seedance-2,, wan/2-6-image-to-video ",
+    }
+    settings = Settings.from_env(env)
+    assert settings.kie_submit is True
+    assert settings.kie_submit_channels == ("C0ART", "C0FILM")
+    assert settings.kie_market_models == ("bytedance/seedance-2", "wan/2-6-image-to-video")
+    lines = "\n".join(_explain(settings, env))
+    assert "only in C0ART, C0FILM (KIE_SUBMIT_CHANNELS)" in lines and "credits" in lines
+    assert "bytedance/seedance-2" in lines
+    off = Settings.from_env({"KIE_SUBMIT": "off"})
+    assert off.kie_submit is False
+    assert "KIE_SUBMIT=off" in "\n".join(_explain(off, {}))
+    assert Settings.from_env({}).kie_submit is True
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"KIE_SUBMIT": "sometimes"}, "KIE_SUBMIT="),
+        ({"KIE_SUBMIT_CHANNELS": "general"}, "KIE_SUBMIT_CHANNELS"),
+        ({"KIE_SUBMIT_CHANNELS": "C0A,<#C0B>"}, "KIE_SUBMIT_CHANNELS"),
+        ({"KIE_MARKET_MODELS": "kling 2.6"}, "KIE_MARKET_MODELS"),
+        ({"KIE_MARKET_MODELS": "a" * 141}, "KIE_MARKET_MODELS"),
+        ({"KIE_MARKET_MODELS": ",".join(f"m/{n}" for n in range(91))}, "KIE_MARKET_MODELS"),
+    ],
+)
+def test_malformed_submit_settings_name_their_variable(env, named):
+    from bot.config import ConfigError, Settings
+
+    with pytest.raises(ConfigError) as problem:
+        Settings.from_env(env)
+    assert named in str(problem.value)
