@@ -135,16 +135,24 @@ def _apply(
     family = PRODUCTS[update.product].family
     lock(conn, f"task:{family}:{update.task_id}")  # replicas apply one task's news in turn
     content_hash = hashlib.sha256(body.encode()).hexdigest()
-    old = _select_task(conn, family, update.task_id)
-    task, news = merge(old, update, now)
-    event_id = _insert_event(conn, family, update, body, content_hash, news, now)
+    videos, images = _json_list(update.video_urls), _json_list(update.image_urls)
+    # Most updates are the first news of a task: the event goes in as news and the task row
+    # after it, with no read; only a task that is stored already is read back and merged.
+    event_id = _insert_event(conn, family, update, body, content_hash, videos, images, now)
     if event_id is None:
         return Applied(duplicate=True)
-    if old is None or task is not old:
-        _upsert_task(conn, family, task)
+    task, news = merge(None, update, now)
+    old = None
     channels: tuple[str, ...] = ()
-    if old is not None:  # only a stored task can have followers
-        following = conn.execute(
+    if not _insert_task(conn, family, task, videos, images):
+        old = _select_task(conn, family, update.task_id)
+        assert old is not None  # the insert just met its row
+        task, news = merge(old, update, now)
+        if not news:
+            conn.execute("UPDATE events SET news = 0 WHERE id = ?", (event_id,))
+        if task is not old:
+            _upsert_task(conn, family, task)
+        following = conn.execute(  # a task stored just now has no followers yet
             "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
             (family, update.task_id),
         ).fetchall()
@@ -180,9 +188,11 @@ def _insert_event(
     update: TaskUpdate,
     body: str,
     content_hash: str,
-    news: bool,
+    videos: str,
+    images: str,
     now: float,
 ) -> int | None:
+    """Log the update as news; its event id, or None when the same content is logged already."""
     row = conn.execute(
         """INSERT INTO events (family, task_id, product, source, content_hash, body, state,
                                video_urls, image_urls, code, message, prompt, news, received_at,
@@ -198,12 +208,12 @@ def _insert_event(
             content_hash,
             body,
             update.state.value,
-            json.dumps(update.video_urls),
-            json.dumps(update.image_urls),
+            videos,
+            images,
             update.code,
             update.message,
             update.prompt,
-            int(news),
+            1,
             now,
             update.model,
             update.credits,
@@ -212,36 +222,57 @@ def _insert_event(
     return int(row[0]) if row else None
 
 
-def _upsert_task(conn: sqlite3.Connection, family: str, task: Task) -> None:
-    conn.execute(
-        """INSERT INTO tasks (family, task_id, product, state, video_urls, image_urls, code,
-                              message, prompt, source, created_at, updated_at, finished_at,
-                              model, credits)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (family, task_id) DO UPDATE SET
+_INSERT_TASK = """INSERT INTO tasks (family, task_id, product, state, video_urls, image_urls,
+                                    code, message, prompt, source, created_at, updated_at,
+                                    finished_at, model, credits)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_INSERT_NEW_TASK = _INSERT_TASK + " ON CONFLICT (family, task_id) DO NOTHING"
+_UPSERT_TASK = (
+    _INSERT_TASK
+    + """ ON CONFLICT (family, task_id) DO UPDATE SET
                state = excluded.state, video_urls = excluded.video_urls,
                image_urls = excluded.image_urls, code = excluded.code,
                message = excluded.message, prompt = excluded.prompt, source = excluded.source,
                updated_at = excluded.updated_at, finished_at = excluded.finished_at,
-               model = excluded.model, credits = excluded.credits""",
-        (
-            family,
-            task.task_id,
-            task.product,
-            task.state.value,
-            json.dumps(task.video_urls),
-            json.dumps(task.image_urls),
-            task.code,
-            task.message,
-            task.prompt,
-            task.source,
-            task.created_at,
-            task.updated_at,
-            task.finished_at,
-            task.model,
-            task.credits,
-        ),
+               model = excluded.model, credits = excluded.credits"""
+)
+
+
+def _insert_task(
+    conn: sqlite3.Connection, family: str, task: Task, videos: str, images: str
+) -> bool:
+    """Store a task that is not stored yet; False, writing nothing, when it is."""
+    row = _task_row(family, task, videos, images)
+    return conn.execute(_INSERT_NEW_TASK, row).rowcount > 0
+
+
+def _upsert_task(conn: sqlite3.Connection, family: str, task: Task) -> None:
+    videos, images = _json_list(task.video_urls), _json_list(task.image_urls)
+    conn.execute(_UPSERT_TASK, _task_row(family, task, videos, images))
+
+
+def _task_row(family: str, task: Task, videos: str, images: str) -> tuple[Any, ...]:
+    return (
+        family,
+        task.task_id,
+        task.product,
+        task.state.value,
+        videos,
+        images,
+        task.code,
+        task.message,
+        task.prompt,
+        task.source,
+        task.created_at,
+        task.updated_at,
+        task.finished_at,
+        task.model,
+        task.credits,
     )
+
+
+def _json_list(values: tuple[str, ...]) -> str:
+    return json.dumps(values) if values else "[]"
 
 
 def _add_follower(
