@@ -19,8 +19,10 @@ from bot.metrics import Metrics
 from bot.polling import Poller, start_scheduler
 from bot.slack.bolt import build_bolt
 from bot.slack.console import ConsoleGateway
-from bot.slack.delivery import ChannelPacer, Delivery
+from bot.slack.delivery import ChannelPacer, Delivery, VideoTransfers
 from bot.slack.gateway import SlackGateway, WebApiGateway
+from bot.video.download import AddressPolicy, download_session
+from bot.video.settings import MEGABYTE
 from handlers.callbacks import CallbackIntake
 from handlers.commands import Commands
 from handlers.ops import Ops
@@ -32,6 +34,7 @@ from storage.outbox import Outbox
 from storage.polls import PollSchedule
 from storage.routes import RouteStore
 from storage.tasks import TaskStore
+from storage.videos import SavedVideos
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +46,9 @@ INTAKE = web.AppKey("intake", CallbackIntake)
 SCHEDULE = web.AppKey("schedule", PollSchedule)
 OPS = web.AppKey("ops", Ops)
 LEASES = web.AppKey("leases", Leases)
+VIDEOS = web.AppKey("videos", SavedVideos)
+#: The guarded session result videos are downloaded through (see bot/video/download.py).
+DOWNLOADS = web.AppKey("downloads", aiohttp.ClientSession)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +85,8 @@ def create_app(
             if settings.postgres_url is None:
                 held.enter_context(serving_lock(settings.database_path))
             database = await open_database(settings.database_path, settings.postgres_url)
-            app[TASKS] = TaskStore(database, clock=clock)
+            app[TASKS] = TaskStore(database, clock=clock, save_videos=settings.slack_save_videos)
+            app[VIDEOS] = SavedVideos(database, clock=clock)
             app[OUTBOX] = Outbox(database, clock=clock)
             app[ROUTES] = RouteStore(database, clock=clock)
             app[SCHEDULE] = PollSchedule(database, app[TASKS], clock=clock)
@@ -94,7 +101,12 @@ def create_app(
 
     async def http(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=30, connect=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        policy = AddressPolicy(allow_private=settings.download_allow_private_hosts)
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            download_session(policy) as downloads,
+        ):
+            app[DOWNLOADS] = downloads
             app[CLIENTS] = Clients(
                 slack=slack_client(settings, session) if settings.slack_bot_token else None,
                 kie=KieClient(session, settings.kie_api_url, settings.kie_api_key, app[METRICS])
@@ -119,6 +131,10 @@ def create_app(
             leases=app.get(LEASES),
             pacer=pacer,
             clock=clock,
+            videos=app[VIDEOS],
+            transfers=VideoTransfers(app[DOWNLOADS], settings.save_video_max_mb * MEGABYTE)
+            if settings.slack_save_videos
+            else None,
         )
         await worker.start()
         yield

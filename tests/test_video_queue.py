@@ -26,7 +26,7 @@ def update(name: str, *urls: str):
 
 async def drain_posts(outbox: Outbox, channel: str) -> list[str]:
     """Send (mark done) the channel's posts in order; their kinds."""
-    kinds = []
+    kinds: list[str] = []
     while (row := await outbox.head(channel)) is not None:
         kinds.append(row.kind)
         await outbox.done(row, root_ts="1.1" if row.kind == "root" else None)

@@ -6,6 +6,7 @@ import itertools
 import re
 import sys
 import time
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, TextIO
 
 from bot.slack.messages import Message
@@ -82,8 +83,33 @@ def render_console(
     return "\n".join(lines)
 
 
+def file_size(size: int) -> str:
+    """A file size as Slack shows it, in decimal units: `12.3 MB`, `850 kB`."""
+    if size >= 1_000_000_000:
+        return f"{size / 1_000_000_000:.1f} GB"
+    if size >= 1_000_000:
+        return f"{size / 1_000_000:.1f} MB"
+    return f"{max(1, round(size / 1000))} kB"
+
+
+def render_file(
+    channel: str, thread_ts: str, title: str, filename: str, size: int | None = None
+) -> str:
+    """A file shared into a thread, as a person sees it in Slack: its title, size and name."""
+    target = channel if channel.startswith("#") else f"#{channel}"
+    sized = f" ({file_size(size)})" if size is not None else ""
+    return "\n".join(
+        [
+            f"── {target} (file in thread {thread_ts})",
+            f"   📎 {title}{sized}",
+            f"   {filename} · a video that plays in Slack",
+        ]
+    )
+
+
 class ConsoleGateway:
-    """Console mode: every message is printed for a person to read."""
+    """Console mode: every message is printed for a person to read; a video is downloaded as in
+    Slack mode (every check applies) and printed as the file the thread would show."""
 
     def __init__(self, out: TextIO | None = None) -> None:
         self._out = out
@@ -96,6 +122,28 @@ class ConsoleGateway:
 
     async def update(self, channel: str, ts: str, message: Message) -> None:
         self._print(render_console(channel, message, update_ts=ts))
+
+    async def upload(
+        self,
+        channel: str,
+        thread_ts: str,
+        body: AsyncIterable[bytes],
+        *,
+        length: int,
+        filename: str,
+        title: str,
+        before_complete: Callable[[str], Awaitable[None]],
+    ) -> str:
+        received = 0
+        async for chunk in body:  # read to the end, as Slack would, and let go
+            received += len(chunk)
+        file_id = f"FCONSOLE{next(self._counter):06d}"
+        await before_complete(file_id)
+        self._print(render_file(channel, thread_ts, title, filename, received))
+        return file_id
+
+    async def share(self, channel: str, thread_ts: str, file_id: str, title: str) -> None:
+        self._print(render_file(channel, thread_ts, title, file_id))
 
     def _print(self, text: str) -> None:
         out = self._out or sys.stdout

@@ -1,6 +1,7 @@
 """The delivery worker: the only code that calls Slack. It drains the outbox one channel at a
 time per channel, oldest row first, paced, and waits out Slack's trouble until each row is sent
-or meets an error that no retry can pass."""
+or meets an error that no retry can pass. Result videos are saved into their threads on a lane
+of their own per channel, so a long transfer holds back no post."""
 
 from __future__ import annotations
 
@@ -10,14 +11,25 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
+import aiohttp
+
+from bot.kie.products import PRODUCTS, model_name
 from bot.slack.gateway import SlackError, SlackGateway
 from bot.slack.messages import Message, build_notice, build_task_message, build_update_message
+from bot.slack.upload import UploadError, video_filename, video_title
+from bot.task import Task
+from bot.video.errors import TransferError
+from bot.video.saved import SavedVideo, SaveState
+from bot.video.transfer import open_video
 from storage.database import StoreUnavailable
 from storage.leases import Leases
 from storage.outbox import Outbox, OutboxRow
 from storage.tasks import TaskStore
+from storage.videos import SavedVideos
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +49,8 @@ MAX_BACKOFF = 60.0
 RENEW_EVERY = 10.0
 #: While Slack does not answer, the log says so at most this often.
 OUTAGE_LOG_EVERY = 60.0
+#: Videos transferred at once, over all channels (each streams through a fixed-size buffer).
+MAX_TRANSFERS = 2
 
 T = TypeVar("T")
 
@@ -112,11 +126,23 @@ def _described(error: SlackError) -> str:
     return f"{error.error}: {error.detail}" if error.detail else error.error
 
 
+@dataclass(frozen=True, slots=True)
+class VideoTransfers:
+    """How result videos are fetched (SLACK_SAVE_VIDEOS=on): `downloads` is a session from
+    `bot.video.download.download_session()`, `max_bytes` the cap (SAVE_VIDEO_MAX_MB), and
+    `spool_dir` where a video without a Content-Length waits on disk (the system's default)."""
+
+    downloads: aiohttp.ClientSession
+    max_bytes: int
+    spool_dir: Path | None = None
+
+
 class Delivery:
     """Sends outbox rows to Slack; started and stopped with the app.
 
     `retry_hours` is how long a row keeps being retried through passing trouble (429, 5xx,
-    network) after it was written.
+    network) after it was written. `videos` records what became of each result video and feeds
+    the cards; `transfers` (None when saving is off) fetches the videos to save.
     """
 
     def __init__(
@@ -129,6 +155,8 @@ class Delivery:
         leases: Leases | None = None,
         pacer: ChannelPacer | None = None,
         clock: Callable[[], float] = time.time,
+        videos: SavedVideos | None = None,
+        transfers: VideoTransfers | None = None,
     ) -> None:
         self._outbox = outbox
         self._leases = leases
@@ -142,6 +170,10 @@ class Delivery:
         self._drainers: dict[str, asyncio.Task[None]] = {}
         self._main: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._videos = videos
+        self._transfers = transfers
+        self._video_lanes: dict[str, asyncio.Task[None]] = {}
+        self._transfer_slots = asyncio.Semaphore(MAX_TRANSFERS)
 
     async def start(self) -> None:
         await self._outbox.due_now()  # rows left by an earlier run are sent at once
@@ -152,7 +184,11 @@ class Delivery:
         """Let in-flight sends finish (up to `timeout` s), then stop."""
         self._stopping.set()
         self._wake.set()
-        tasks = [t for t in (self._main, *self._drainers.values()) if t is not None]
+        tasks = [
+            t
+            for t in (self._main, *self._drainers.values(), *self._video_lanes.values())
+            if t is not None
+        ]
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -183,6 +219,7 @@ class Delivery:
                     self._drainers[channel] = asyncio.create_task(
                         self._drain(channel), name=f"delivery-{channel}"
                     )
+            await self._start_video_lanes()
             await asyncio.sleep(SCAN_INTERVAL)  # wake-ups during a burst make one scan
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=RECHECK)
@@ -302,6 +339,9 @@ class Delivery:
         await self._outbox.fail(row, reason)
 
     async def _send(self, row: OutboxRow) -> None:
+        if row.kind == "video":
+            await self._save_video(row)
+            return
         if row.kind == "root":
             await self._send_root(row)
             return
@@ -341,9 +381,10 @@ class Delivery:
         if task is None:
             await self._outbox.fail(row, "task not found")
             return
+        saved = await self._saved_outcomes(row)
 
         def render(image: bool) -> Message:
-            return build_task_message(task, with_image=image)
+            return build_task_message(task, with_image=image, saved=saved)
 
         ts = await self._post(row, render)
         await self._outbox.done(row, root_ts=ts, shown_event=shown_event)
@@ -353,9 +394,10 @@ class Delivery:
         if root_ts is None or task is None:
             await self._outbox.skip(row, "no root message to update")
             return
+        saved = await self._saved_outcomes(row)
 
         def render(image: bool) -> Message:
-            return build_task_message(task, with_image=image)
+            return build_task_message(task, with_image=image, saved=saved)
 
         await self._without_image_if_refused(
             row, render, lambda message: self._gateway.update(row.channel, root_ts, message)
@@ -402,3 +444,222 @@ class Delivery:
             extra={"task_id": row.task_id, "channel": row.channel},
         )
         return await send(render(False))
+
+    # --- result videos into their threads ------------------------------------------------------
+
+    async def _saved_outcomes(self, row: OutboxRow) -> dict[str, SavedVideo]:
+        """What became of the task's videos in the row's channel, for its card."""
+        if self._videos is None:
+            return {}
+        return await self._videos.outcomes(row.family, row.task_id, row.channel)
+
+    async def _start_video_lanes(self) -> None:
+        """A lane per channel with a video whose thread is ready (one replica per channel)."""
+        try:
+            channels = await self._outbox.video_channels()
+        except StoreUnavailable as exc:
+            log.error("outbox unreadable for videos: %s", exc)
+            return
+        for channel in channels:
+            if channel not in self._video_lanes and await self._claim_videos(channel):
+                self._video_lanes[channel] = asyncio.create_task(
+                    self._drain_videos(channel), name=f"videos-{channel}"
+                )
+
+    async def _claim_videos(self, channel: str) -> bool:
+        if self._leases is None:
+            return True
+        try:
+            return await self._leases.claim(f"videos:{channel}")
+        except StoreUnavailable as exc:
+            log.error("cannot claim videos of %s: %s", channel, exc, extra={"channel": channel})
+            return False
+
+    async def _drain_videos(self, channel: str) -> None:
+        """Save `channel`'s videos one at a time, oldest first, apart from its posts."""
+        renewed = self._clock()
+        try:
+            while not self._stopping.is_set():
+                if self._clock() - renewed > RENEW_EVERY:
+                    if not await self._claim_videos(channel):
+                        return
+                    renewed = self._clock()
+                row = await self._outbox.video_head(channel)
+                if row is None:
+                    return
+                wait = row.due_at - self._clock()
+                if wait > 0:
+                    await self._sleep(min(wait, RECHECK))
+                    continue
+                async with self._transfer_slots:
+                    await self._deliver(row)
+        except StoreUnavailable as exc:
+            log.error("outbox unreadable for %s: %s", channel, exc, extra={"channel": channel})
+            await self._sleep(5)
+        except Exception:
+            log.exception("saving videos in %s stopped by an unexpected error", channel)
+            await self._sleep(5)
+        finally:
+            if self._leases is not None:
+                with contextlib.suppress(StoreUnavailable):
+                    await self._leases.release(f"videos:{channel}")
+            self._video_lanes.pop(channel, None)
+            self._wake.set()
+
+    async def _save_video(self, row: OutboxRow) -> None:
+        """Save the row's video (its URL in `row.text`) into the task's thread, once.
+
+        A file is shared into the thread only by files.completeUploadExternal, and its id is
+        recorded (`completing`) before that is asked for: a try after a lost answer or a crash
+        asks again for that same file instead of uploading another.
+        """
+        videos = self._videos
+        if videos is None:
+            await self._outbox.skip(row, "this worker does not save videos")
+            return
+        record = await videos.get(row)
+        if record is not None and record.saved and record.file_id:
+            await videos.saved(row, record.file_id, record.title or "", record.size)
+            return
+        if self._transfers is None:
+            await videos.not_saved(row, "off", SAVING_OFF, operator=False)
+            return
+        root_ts, _ = await self._outbox.thread(row)
+        task = await self._tasks.get(row.family, row.task_id)
+        if root_ts is None or task is None:  # the root was refused for good: no thread
+            await self._outbox.fail(row, "no thread: the task's message here was not posted")
+            return
+        url = row.text or ""
+        index = task.video_urls.index(url) if url in task.video_urls else 0
+        title = video_title(model_name(task.model) if task.model else _label(task), task.prompt)
+        try:
+            if record is not None and record.state is SaveState.COMPLETING and record.file_id:
+                file_id, size = await self._share_again(row, root_ts, record)
+            else:
+                filename = video_filename(task.task_id, index, url)
+                file_id, size = await self._transfer(row, root_ts, url, title, filename)
+        except TransferError as exc:
+            await self._not_saved(row, index, exc)
+            return
+        log.info(
+            "video %d of task %s saved in %s as %s",
+            index + 1,
+            row.task_id,
+            row.channel,
+            file_id,
+            extra={"task_id": row.task_id, "channel": row.channel},
+        )
+        await videos.saved(row, file_id, title, size)
+        self._wake.set()  # the card's update is queued
+
+    async def _transfer(
+        self, row: OutboxRow, root_ts: str, url: str, title: str, filename: str
+    ) -> tuple[str, int]:
+        """Stream the video from its link into the thread; its file id and size."""
+        assert self._transfers is not None and self._videos is not None
+        videos, transfers = self._videos, self._transfers
+        async with open_video(
+            transfers.downloads, url, max_bytes=transfers.max_bytes, spool_dir=transfers.spool_dir
+        ) as (body, length):
+
+            async def before_complete(file_id: str) -> None:
+                await videos.completing(row, file_id, title, length)
+
+            file_id = await self._gateway.upload(
+                row.channel,
+                root_ts,
+                body,
+                length=length,
+                filename=filename,
+                title=title,
+                before_complete=before_complete,
+            )
+        return file_id, length
+
+    async def _share_again(
+        self, row: OutboxRow, root_ts: str, record: SavedVideo
+    ) -> tuple[str, int | None]:
+        """Ask again to share a file whose sharing was asked for and not answered.
+
+        Slack shares a file once: `file_not_found` means it is no longer waiting, which after an
+        unanswered request means that request shared it. It is counted as saved, never uploaded
+        again (see the README on what this cannot tell apart).
+        """
+        assert record.file_id is not None
+        try:
+            await self._gateway.share(row.channel, root_ts, record.file_id, record.title or "")
+        except TransferError as exc:
+            if exc.reason != "file_not_found":
+                raise
+            log.warning(
+                "file %s of task %s in %s is no longer waiting to be shared: counted as shared "
+                "by the earlier request whose answer was lost",
+                record.file_id,
+                row.task_id,
+                row.channel,
+                extra={"task_id": row.task_id, "channel": row.channel},
+            )
+        return record.file_id, record.size
+
+    async def _not_saved(self, row: OutboxRow, index: int, exc: TransferError) -> None:
+        """A try that failed: retried through passing trouble within the retry window, else
+        recorded for the card (and kept as failed when a person can fix the cause)."""
+        assert self._videos is not None
+        where = {"task_id": row.task_id, "channel": row.channel}
+        reason = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
+        if exc.retryable:
+            if self._clock() - row.window_start <= self._retry_seconds:
+                counted = exc.retry_after is None
+                delay = exc.retry_after if exc.retry_after is not None else backoff(row.attempts)
+                log.debug(
+                    "video %d of task %s in %s: %s; retry in %.1f s",
+                    index + 1,
+                    row.task_id,
+                    row.channel,
+                    reason,
+                    delay,
+                    extra=where,
+                )
+                await self._outbox.retry(row, reason, delay, counted=counted)
+                return
+            hours = f"{self._retry_seconds / 3600:g}"
+            explanation = (
+                f"Saving it met trouble for {hours} hours (kie.ai's file server or Slack did not"
+                " answer); `kie-slack outbox retry` tries again."
+            )
+            operator = True
+        else:
+            explanation = exc.explanation
+            operator = isinstance(exc, UploadError)  # Slack's refusal: a person can fix it
+        if operator:
+            log.error(
+                "video %d of task %s not saved in %s: %s; kept as failed (row %d): fix the "
+                "cause, then `kie-slack outbox retry %d`",
+                index + 1,
+                row.task_id,
+                row.channel,
+                reason,
+                row.id,
+                row.id,
+                extra=where,
+            )
+        else:
+            log.warning(
+                "video %d of task %s not saved in %s: %s",
+                index + 1,
+                row.task_id,
+                row.channel,
+                reason,
+                extra=where,
+            )
+        await self._videos.not_saved(row, exc.reason, explanation, operator=operator)
+        self._wake.set()  # the card's update is queued
+
+
+#: The card's reason for a video queued while saving was on, sent after it was turned off.
+SAVING_OFF = "Saving videos into Slack is turned off here (SLACK_SAVE_VIDEOS=off)."
+
+
+def _label(task: Task) -> str:
+    found = PRODUCTS.get(task.product)
+    return found.label if found else task.product

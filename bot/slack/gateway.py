@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, Protocol
 
 import aiohttp
@@ -14,6 +14,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.metrics import Metrics
 from bot.slack.messages import Message
+from bot.slack.upload import UploadError, complete_upload, upload_file
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ TRANSIENT_ERRORS = frozenset(
     {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
 
+
+#: The metrics' name for a whole external upload (files.getUploadURLExternal, the bytes,
+#: files.completeUploadExternal).
+UPLOAD_METHOD = "files.uploadExternal"
 
 #: Outcomes counted by name in the metrics; any other error is counted as `other`.
 KNOWN_OUTCOMES = PERMANENT_ERRORS | TRANSIENT_ERRORS | {"ok", "network_error", "timeout"}
@@ -110,6 +115,27 @@ class SlackGateway(Protocol):
         """Replace the message at `ts` with `message`."""
         ...
 
+    async def upload(
+        self,
+        channel: str,
+        thread_ts: str,
+        body: AsyncIterable[bytes],
+        *,
+        length: int,
+        filename: str,
+        title: str,
+        before_complete: Callable[[str], Awaitable[None]],
+    ) -> str:
+        """Upload `length` bytes from `body` as a file and share it into the thread of
+        `thread_ts`; return its file id. `before_complete(file_id)` runs once the bytes are
+        there, before sharing is asked for. Raises `TransferError`."""
+        ...
+
+    async def share(self, channel: str, thread_ts: str, file_id: str, title: str) -> None:
+        """Ask again to share the uploaded file `file_id` into the thread (an earlier answer was
+        lost). Raises `TransferError`; `file_not_found` when the file is no longer waiting."""
+        ...
+
 
 class WebApiGateway:
     """Slack's Web API through one `AsyncWebClient` (retries are the worker's, not the SDK's).
@@ -117,9 +143,16 @@ class WebApiGateway:
     Every call is counted and timed in the metrics, by method and outcome.
     """
 
-    def __init__(self, client: AsyncWebClient, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        metrics: Metrics,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
         self._client = client
         self._metrics = metrics
+        #: Where a file's bytes are POSTed (Slack's upload URL); the client's own by default.
+        self._session = session or client.session
 
     async def post(self, channel: str, message: Message, thread_ts: str | None = None) -> str:
         response = await self._call(
@@ -144,6 +177,53 @@ class WebApiGateway:
             self._client.chat_update(
                 channel=channel, ts=ts, text=message.text, blocks=message.blocks
             ),
+        )
+
+    async def upload(
+        self,
+        channel: str,
+        thread_ts: str,
+        body: AsyncIterable[bytes],
+        *,
+        length: int,
+        filename: str,
+        title: str,
+        before_complete: Callable[[str], Awaitable[None]],
+    ) -> str:
+        if self._session is None:
+            raise UploadError("network", "no HTTP session for the upload", retryable=True)
+        started = time.perf_counter()
+        try:
+            uploaded = await upload_file(
+                self._client,
+                self._session,
+                body,
+                length=length,
+                filename=filename,
+                title=title,
+                channel=channel,
+                thread_ts=thread_ts,
+                before_complete=before_complete,
+            )
+        except UploadError as exc:
+            self._metrics.slack_call(
+                UPLOAD_METHOD, outcome(exc.reason), time.perf_counter() - started
+            )
+            raise
+        self._metrics.slack_call(UPLOAD_METHOD, "ok", time.perf_counter() - started)
+        return uploaded.file_id
+
+    async def share(self, channel: str, thread_ts: str, file_id: str, title: str) -> None:
+        started = time.perf_counter()
+        try:
+            await complete_upload(self._client, file_id, title, channel, thread_ts)
+        except UploadError as exc:
+            self._metrics.slack_call(
+                "files.completeUploadExternal", outcome(exc.reason), time.perf_counter() - started
+            )
+            raise
+        self._metrics.slack_call(
+            "files.completeUploadExternal", "ok", time.perf_counter() - started
         )
 
     async def _call(self, method: str, call: Awaitable[AsyncSlackResponse]) -> dict[str, Any]:

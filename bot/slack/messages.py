@@ -9,6 +9,7 @@ Block Kit limits (slack-platform.md section 5) are kept.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from bot.kie.failures import Explanation, explain_failure
 from bot.kie.products import PRODUCTS, RESULT_RETENTION_DAYS, model_name
 from bot.task import Source, State, Task, TaskUpdate
+from bot.video.saved import SavedVideo
 
 MAX_BLOCKS = 50
 SECTION_MAX = 3000
@@ -30,6 +32,9 @@ PROMPT_EXCERPT = 200
 MESSAGE_MAX = 2000
 TASK_ID_MAX = 120
 MODEL_MAX = 120
+
+#: The card's line once its video is saved into the thread.
+SAVED_IN_THREAD = "🎬 Saved in the thread: plays in Slack and stays after kie.ai deletes the link."
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +253,48 @@ def _expiry(product: str, finished_at: float | None, now: float | None) -> list[
     ]
 
 
+def _video_notes(
+    item: Task | TaskUpdate,
+    videos: Mapping[str, SavedVideo] | None,
+    finished_at: float | None,
+    now: float | None,
+) -> list[dict[str, Any]]:
+    """What became of the videos saved into the thread, and the expiry line while a link is
+    all there is.
+
+    Every video saved: one line saying so, no expiry. Otherwise a line per video that is saved,
+    on its way, or not saved (with the reason), then the expiry line: those links still matter.
+    Without records (saving off) only the expiry line.
+    """
+    known = [
+        (n, videos[url]) for n, url in enumerate(item.video_urls, 1) if videos and url in videos
+    ]
+    if not known:
+        return _expiry(item.product, finished_at, now)
+    count = len(item.video_urls)
+    if all(video.saved for _, video in known) and len(known) == count:
+        if count == 1:
+            return [_context(SAVED_IN_THREAD)]
+        return [
+            _context(
+                f"🎬 All {count} videos are saved in the thread: they play in Slack and stay after"
+                " kie.ai deletes the links."
+            )
+        ]
+    lines: list[str] = []
+    for n, video in known:
+        name = "The video" if count == 1 else f"Video {n}"
+        if video.saved:
+            lines.append(f"🎬 {name} is saved in the thread: it plays in Slack and stays.")
+        elif video.refused:
+            why = escape(_one_line(video.explanation or video.reason or "no reason given"))
+            where = "" if count == 1 else f" (video {n})"
+            lines.append(f"⚠️ Not saved in Slack{where}: {_truncate(why, 400)} The link stays.")
+        else:
+            lines.append(f"📥 Saving {name[0].lower()}{name[1:]} into the thread…")
+    return [_context("\n".join(lines)), *_expiry(item.product, finished_at, now)]
+
+
 def _failure_lines(item: Task | TaskUpdate, explanation: Explanation) -> list[str]:
     """The explanation heading, the provider's message quoted, and the next step."""
     code, message = item.code, item.message
@@ -286,7 +333,12 @@ def _failed(item: Task | TaskUpdate) -> Message:
 
 
 def _succeeded(
-    item: Task | TaskUpdate, *, with_image: bool, finished_at: float | None, now: float | None
+    item: Task | TaskUpdate,
+    *,
+    with_image: bool,
+    finished_at: float | None,
+    now: float | None,
+    saved: Mapping[str, SavedVideo] | None = None,
 ) -> Message:
     label = _label(item.product)
     buttons: list[dict[str, Any]] = []
@@ -319,17 +371,24 @@ def _succeeded(
         explanation = explain_failure(item.product, item.code, item.message)
         heading, *rest = _failure_lines(item, explanation)
         blocks.append(_section("\n".join([f"⚠️ A later update failed: {heading}", *rest])))
-    blocks.extend(_expiry(item.product, finished_at, now))
+    blocks.extend(_video_notes(item, saved, finished_at, now))
     blocks.extend(_poll_note(item.source))
     text = f"✅ {label}{_about(item)} video ready for task {_short_id(item.task_id)} ({videos})"
     return Message(_fallback(text), _capped(blocks))
 
 
 def _card(
-    item: Task | TaskUpdate, *, with_image: bool, finished_at: float | None, now: float | None
+    item: Task | TaskUpdate,
+    *,
+    with_image: bool,
+    finished_at: float | None,
+    now: float | None,
+    saved: Mapping[str, SavedVideo] | None = None,
 ) -> Message:
     if item.state is State.SUCCEEDED:
-        return _succeeded(item, with_image=with_image, finished_at=finished_at, now=now)
+        return _succeeded(
+            item, with_image=with_image, finished_at=finished_at, now=now, saved=saved
+        )
     if item.state is State.FAILED:
         return _failed(item)
     return _running(item)
@@ -338,12 +397,19 @@ def _card(
 # --- public builders --------------------------------------------------------------------------
 
 
-def build_task_message(task: Task, *, with_image: bool = True, now: float | None = None) -> Message:
+def build_task_message(
+    task: Task,
+    *,
+    with_image: bool = True,
+    now: float | None = None,
+    saved: Mapping[str, SavedVideo] | None = None,
+) -> Message:
     """The root message of `task` in a channel, for posting and for every later update in place.
 
     `now` (Unix seconds) only decides whether the links are said to expire or to have expired.
+    `saved` (by URL) says what became of each video saved into this channel's thread.
     """
-    return _card(task, with_image=with_image, finished_at=task.finished_at, now=now)
+    return _card(task, with_image=with_image, finished_at=task.finished_at, now=now, saved=saved)
 
 
 def build_update_message(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ _CANNOT_JOIN = frozenset(
 
 _EXPLANATIONS = {
     "missing_scope": "The app lacks the Slack scope {needed}: add it under OAuth & Permissions and reinstall the app.",
-    "not_in_channel": "The bot is not a member of this private channel: invite it (`/invite @kie-slack`) and retry.",
+    "not_in_channel": "The bot is not a member of this private channel: invite it (`/invite @kie`) and retry.",
     "channel_not_found": "Slack does not know this channel, or the bot cannot see it.",
     "is_archived": "The channel is archived.",
     "storage_limit_reached": "The workspace's file storage is full.",
@@ -99,12 +99,15 @@ async def upload_file(
     channel: str,
     thread_ts: str | None = None,
     join: bool = True,
+    before_complete: Callable[[str], Awaitable[None]] | None = None,
 ) -> UploadedFile:
     """Upload exactly `length` bytes from `body` and share the file into `channel`/`thread_ts`.
 
     The bytes are POSTed to Slack's upload URL with `session` as they come. When sharing
     answers `not_in_channel` and `join` is true, the bot joins the (public) channel and shares
-    once more. Raises `UploadError`; an error raised by `body` itself is raised unchanged.
+    once more. `before_complete(file_id)` runs once the bytes are at Slack, just before sharing
+    is asked for: the moment from which the file may show in the thread. Raises `UploadError`;
+    an error raised by `body` itself is raised unchanged.
     """
     if length <= 0:
         raise ValueError("Slack needs the length of a non-empty file")
@@ -118,6 +121,27 @@ async def upload_file(
     ):
         raise UploadError("bad_answer", "files.getUploadURLExternal gave no upload_url or file_id")
     await _send(session, upload_url, body, length)
+    if before_complete is not None:
+        await before_complete(file_id)
+    await complete_upload(client, file_id, title, channel, thread_ts, join=join)
+    return UploadedFile(file_id, title, channel, thread_ts, length)
+
+
+async def complete_upload(
+    client: AsyncWebClient,
+    file_id: str,
+    title: str,
+    channel: str,
+    thread_ts: str | None,
+    *,
+    join: bool = True,
+) -> None:
+    """Share the uploaded file `file_id` into `channel`/`thread_ts` (files.completeUploadExternal).
+
+    Also for asking again when an earlier answer was lost: Slack shares a file once, and answers
+    `file_not_found` for a file that is no longer waiting to be shared. `not_in_channel` with
+    `join` joins the (public) channel and asks once more. Raises `UploadError`.
+    """
     try:
         await _complete(client, file_id, title, channel, thread_ts)
     except UploadError as exc:
@@ -125,7 +149,6 @@ async def upload_file(
             raise
         await join_channel(client, channel)
         await _complete(client, file_id, title, channel, thread_ts)
-    return UploadedFile(file_id, title, channel, thread_ts, length)
 
 
 async def join_channel(client: AsyncWebClient, channel: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
@@ -28,17 +28,19 @@ async def save_video(
     filename: str,
     max_bytes: int,
     spool_dir: Path | None = None,
+    before_complete: Callable[[str], Awaitable[None]] | None = None,
 ) -> UploadedFile:
     """Download `url` (through `download_session`, see `download_session()`) into the thread.
 
     The bytes stream from the download to Slack's upload URL; only a download without a
     Content-Length is first spooled to a temporary file in `spool_dir`, since Slack needs the
     length up front. Raises `TransferError` (`DownloadError` or `UploadError`). Uploading each
-    video once per thread is the caller's to ensure: every call uploads a new file.
+    video once per thread is the caller's to ensure: every call uploads a new file
+    (`before_complete`, see `upload_file`, is where to record that one is about to be shared).
     """
-    async with (
-        open_download(download_session, url, max_bytes=max_bytes) as download,
-        sized_body(download, spool_dir) as (body, length),
+    async with open_video(download_session, url, max_bytes=max_bytes, spool_dir=spool_dir) as (
+        body,
+        length,
     ):
         return await upload_file(
             client,
@@ -49,7 +51,25 @@ async def save_video(
             title=title,
             channel=channel,
             thread_ts=thread_ts,
+            before_complete=before_complete,
         )
+
+
+@asynccontextmanager
+async def open_video(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    max_bytes: int,
+    spool_dir: Path | None = None,
+) -> AsyncIterator[tuple[AsyncIterator[bytes], int]]:
+    """The video at `url` as a body to stream and its length (see `save_video`): opened with
+    `open_download`, spooled to disk only when the server did not say the size."""
+    async with (
+        open_download(session, url, max_bytes=max_bytes) as download,
+        sized_body(download, spool_dir) as sized,
+    ):
+        yield sized
 
 
 @asynccontextmanager

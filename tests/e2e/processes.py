@@ -94,6 +94,8 @@ def service_env(
         "DATABASE_URL": f"sqlite:///{tmp_path / database}",
         "SLACK_API_URL": slack.api_url if slack else "http://127.0.0.1:9/api/",
         "KIE_API_URL": kie.url if kie else "http://127.0.0.1:9",
+        # The fixtures' videos are example.com links that nothing serves: not saved by default.
+        "SLACK_SAVE_VIDEOS": "off",
     }
     if slack is not None:
         env |= {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SIGNING_SECRET}

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import ssl
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
@@ -104,8 +105,11 @@ class FakeKie(LocalServer):
         else:
             response.enable_chunked_encoding()
         await response.prepare(request)
-        for chunk in chunks:
+        for number, chunk in enumerate(chunks):
             await response.write(chunk)
+            if number == 0 and file.gate is not None and not file.gate.is_set():
+                file.paused.set()
+                await file.gate.wait()
         if file.length_header and not file.gzip and wire > file.size:
             assert request.transport is not None
             request.transport.close()  # the rest of the promised body never comes
@@ -134,6 +138,8 @@ class FakeFile:
     `length_header=False` sends no Content-Length (chunked). `declared` claims another
     Content-Length; above `size`, the connection closes after `size` bytes. `gzip` sends the
     body gzip-encoded (Content-Encoding), so Content-Length is the size on the wire only.
+    With `gate`, the body stops after its first chunk until the gate is set; `paused` is set
+    while it waits there.
     """
 
     size: int = 0
@@ -142,6 +148,8 @@ class FakeFile:
     length_header: bool = True
     declared: int | None = None
     gzip: bool = False
+    gate: asyncio.Event | None = None
+    paused: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 #: The bytes of every fake result file: this 64 KiB pattern, repeated and cut to size.

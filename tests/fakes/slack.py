@@ -44,6 +44,8 @@ class Fault:
     drop: bool = False
     #: More keys of the error answer, e.g. {"needed": "files:write"} for missing_scope.
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The call does its work first, then the answer is the fault (an answer lost on the way).
+    after: bool = False
 
 
 @dataclass
@@ -147,6 +149,8 @@ class FakeSlack(LocalServer):
         fault = next((f for f in self.faults if f.method == method), None)
         if fault is not None:
             self.faults.remove(fault)
+            if fault.after:
+                self._answer(method, params)
             if fault.drop:
                 assert request.transport is not None
                 request.transport.close()
@@ -154,6 +158,9 @@ class FakeSlack(LocalServer):
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else None
             body = {"ok": False, "error": fault.error or f"http_{fault.status}", **fault.extra}
             return web.json_response(body, status=fault.status, headers=headers)
+        return self._answer(method, params)
+
+    def _answer(self, method: str, params: dict[str, Any]) -> web.Response:
         if method == "auth.test":
             return web.json_response(
                 {"ok": True, "team_id": "T000FAKE", "user_id": "U000BOT", "bot_id": "B000BOT"}
