@@ -13,5 +13,5 @@ def test_manifest_declares_the_command_interactivity_and_minimal_scopes():
     assert "    - command: /kie" in lines
     assert text.count("https://bot.example.com/slack/events") == 2
     scopes = [line.strip()[2:] for line in lines if line.startswith("      - ")]
-    assert scopes == ["chat:write", "chat:write.public", "commands"]
+    assert scopes == ["chat:write", "chat:write.public", "commands", "files:write", "channels:join"]
     assert "    is_enabled: true" in lines
