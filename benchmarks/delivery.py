@@ -18,9 +18,22 @@ acknowledge them all, time until the fake has every root post (from the first PO
 posting rate, lost and doubled posts. The pacer allows 3 posts at once then 1/s per channel, so
 the drain takes about burst / channels seconds; the wait is bounded by `--drain-timeout`.
 
+Phase 3 (a video into its thread): a second bot, with SLACK_SAVE_VIDEOS=on and
+DOWNLOAD_ALLOW_PRIVATE_HOSTS=on, and a fake kie.ai file server (tests/fakes/kie.py) in this
+process. `--video-count` Veo success callbacks, one at a time and `--video-gap` s apart (each
+costs two posts, the root and the card's update, so the channel's pacer always has tokens), each
+naming its own `--video-mb` file (with a Content-Length, as kie.ai's storage sends). Measured from just before the POST to
+the moment the fake Slack received the files.completeUploadExternal that shares the file into the
+task's thread (the file is playable from then on), and to the card's update saying it is saved.
+
+Phase 4 (memory): a third bot process saves a `--big-video-mb` video. Its peak resident memory
+(VmHWM in /proc/<pid>/status) is read after a 1 MB warm-up video (the baseline) and again once the
+big one is shared; VmRSS is sampled meanwhile. Target: the peak grows by less than 64 MB.
+`--spool` serves the big video without a Content-Length, so the bot spools it to disk first.
+
 Targets: phase 1 p50 < 50 ms; phase 2 zero lost, zero doubled, per-channel rate after the burst
-<= 1/s. This is a measurement, not a test: it exits 0 unless the bot or the fake could not be
-started (exit 2).
+<= 1/s; phase 4 peak growth < 64 MB. This is a measurement, not a test: it exits 0 unless the bot
+or a fake could not be started (exit 2).
 """
 
 from __future__ import annotations
@@ -37,7 +50,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +71,7 @@ from processes import (  # noqa: E402
     wait_ready,
 )
 
+from tests.fakes.kie import FakeFile, FakeKie  # noqa: E402
 from tests.fakes.slack import FakeSlack  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
@@ -230,6 +244,8 @@ def bot_env(port: int, database: Path, slack_api_url: str) -> dict[str, str]:
         # Nothing leaves this machine, even if a code path tried.
         KIE_API_URL=f"http://{HOST}:9",
         PUBLIC_URL=f"http://{HOST}:{port}",
+        # Phases 1 and 2 measure posts; their example.com video links are not fetched.
+        SLACK_SAVE_VIDEOS="off",
     )
     return env
 
@@ -411,6 +427,224 @@ async def burst_phase(
     return out
 
 
+# --------------------------------------------------------------------------- videos
+
+VIDEO_CHANNEL = "CVIDEO0"
+MB = 1_000_000
+#: The largest growth of the bot's peak resident memory while it saves the big video.
+MEMORY_TARGET_MB = 64.0
+VIDEO_TIMEOUT = 120.0
+FILE_NAME = re.compile(r"kie-(.+)-1\.mp4")
+
+
+def start_video_bot(tmp: Path, slack_api_url: str, name: str) -> Bot:
+    """A bot that saves result videos and may download from this machine's fake kie.ai."""
+    port = free_port()
+    database = tmp / f"{name}.db"
+    env = bot_env(port, database, slack_api_url)
+    env.update(
+        SLACK_SAVE_VIDEOS="on",
+        DOWNLOAD_ALLOW_PRIVATE_HOSTS="on",
+        SAVE_VIDEO_MAX_MB="1000",
+        KIE_DEFAULT_CHANNEL=VIDEO_CHANNEL,
+    )
+    server = start(name, [sys.executable, "-m", "bot", "serve"], env, port, tmp)
+    return Bot(server.name, server.process, server.base, server.stderr_path, database)
+
+
+def video_body(task_id: str, url: str) -> bytes:
+    body = json.loads(VEO_SUCCESS.read_text(encoding="utf-8"))
+    body["data"]["taskId"] = task_id
+    body["data"]["info"]["resultUrls"] = [url]
+    return json.dumps(body).encode()
+
+
+def shared_at(fake: FakeSlack, task_id: str) -> float | None:
+    """When the fake Slack received the call that shared `task_id`'s file into a thread."""
+    for method, params, at in fake.calls:
+        if method != "files.completeUploadExternal":
+            continue
+        try:
+            ids = [str(f.get("id")) for f in json.loads(params.get("files") or "[]")]
+        except (ValueError, AttributeError):
+            continue
+        for file_id in ids:
+            upload = fake.uploads.get(file_id)
+            if (
+                upload is not None
+                and upload.completed
+                and upload.thread_ts
+                and (found := FILE_NAME.fullmatch(upload.filename))
+                and found.group(1) == task_id
+            ):
+                return at
+    return None
+
+
+def card_saved_at(fake: FakeSlack, task_id: str) -> float | None:
+    """When the fake Slack received the update that made `task_id`'s card say it is saved."""
+    for method, params, at in fake.calls:
+        if (
+            method == "chat.update"
+            and task_id in str(params.get("text", ""))
+            and "Saved in the thread" in json.dumps(params.get("blocks"), ensure_ascii=False)
+        ):
+            return at
+    return None
+
+
+async def wait_for(check: Callable[[], float | None], timeout: float) -> float | None:
+    deadline = time.monotonic() + timeout
+    while (found := check()) is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    return found
+
+
+@dataclass
+class VideoLatency:
+    size_mb: float
+    shared_ms: list[float] = field(default_factory=list)
+    card_ms: list[float] = field(default_factory=list)
+    lost: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    uploads: int = 0
+
+
+async def video_phase(
+    session: aiohttp.ClientSession,
+    bot: Bot,
+    fake: FakeSlack,
+    kie: FakeKie,
+    *,
+    count: int,
+    size: int,
+    gap: float,
+) -> VideoLatency:
+    out = VideoLatency(size / MB)
+    next_at = time.monotonic()
+    for i in range(count + 1):  # the first one warms the bot up and is not counted
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        next_at = time.monotonic() + gap
+        task_id = f"video_{i:05d}"
+        url = kie.serve_file(f"{task_id}.mp4", FakeFile(size))
+        started = time.monotonic()
+        outcome = await post(session, f"{bot.base}/callbacks/veo", video_body(task_id, url))
+        if outcome != "received":
+            out.errors[outcome] += 1
+            continue
+        shared = await wait_for(lambda t=task_id: shared_at(fake, t), VIDEO_TIMEOUT)
+        card = await wait_for(lambda t=task_id: card_saved_at(fake, t), POST_TIMEOUT)
+        if i == 0:
+            continue
+        if shared is None:
+            out.lost += 1
+            continue
+        out.shared_ms.append((shared - started) * 1000)
+        if card is not None:
+            out.card_ms.append((card - started) * 1000)
+    out.uploads = fake.count("files.getUploadURLExternal")
+    return out
+
+
+def memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, in kB, from /proc; empty elsewhere."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    values = {}
+    for line in status.splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            values[name] = int(rest.split()[0])
+    return values
+
+
+@dataclass
+class Memory:
+    size_mb: float
+    spooled: bool
+    baseline_hwm_kb: int = 0
+    baseline_rss_kb: int = 0
+    peak_hwm_kb: int = 0
+    max_rss_sampled_kb: int = 0
+    transfer_s: float = float("nan")
+    saved: bool = False
+    available: bool = True
+
+    @property
+    def growth_mb(self) -> float:
+        return (self.peak_hwm_kb - self.baseline_hwm_kb) * 1024 / MB
+
+
+async def memory_phase(
+    session: aiohttp.ClientSession,
+    bot: Bot,
+    fake: FakeSlack,
+    kie: FakeKie,
+    *,
+    size: int,
+    spooled: bool,
+) -> Memory:
+    out = Memory(size / MB, spooled)
+    pid = bot.process.pid
+    warm_url = kie.serve_file("warm.mp4", FakeFile(MB))
+    await post(session, f"{bot.base}/callbacks/veo", video_body("memory_warm", warm_url))
+    await wait_for(lambda: card_saved_at(fake, "memory_warm"), VIDEO_TIMEOUT)
+    await asyncio.sleep(0.5)  # let the warm-up's buffers go
+    before = memory_kb(pid)
+    if not before:
+        out.available = False
+        return out
+    out.baseline_hwm_kb, out.baseline_rss_kb = before["VmHWM"], before["VmRSS"]
+    url = kie.serve_file("big.mp4", FakeFile(size, length_header=not spooled))
+    started = time.monotonic()
+    await post(session, f"{bot.base}/callbacks/veo", video_body("memory_big", url))
+    deadline = started + VIDEO_TIMEOUT * 5
+    while time.monotonic() < deadline:
+        out.max_rss_sampled_kb = max(out.max_rss_sampled_kb, memory_kb(pid).get("VmRSS", 0))
+        if shared_at(fake, "memory_big") is not None:
+            out.saved = True
+            break
+        await asyncio.sleep(0.05)
+    out.transfer_s = time.monotonic() - started
+    out.peak_hwm_kb = memory_kb(pid).get("VmHWM", 0)
+    return out
+
+
+def print_video(v: VideoLatency) -> None:
+    print(
+        f"  {len(v.shared_ms)} callbacks, one at a time, each a {v.size_mb:g} MB video: "
+        f"callback -> file shared in the thread p50 {percentile(v.shared_ms, 0.5):.0f} ms  "
+        f"max {max(v.shared_ms, default=float('nan')):.0f} ms "
+        f"({v.size_mb / (percentile(v.shared_ms, 0.5) / 1000):.0f} MB/s end to end)"
+    )
+    print(
+        f"  callback -> card says saved p50 {percentile(v.card_ms, 0.5):.0f} ms | lost {v.lost} | "
+        f"uploads started {v.uploads} (one per video, warm-up included) | "
+        f"errors {sum(v.errors.values())}{f' {dict(v.errors)}' if v.errors else ''}"
+    )
+
+
+def print_memory(m: Memory) -> None:
+    if not m.available:
+        print("  /proc/<pid>/status is not readable here: no memory figures")
+        return
+    how = "spooled to disk (no Content-Length)" if m.spooled else "streamed (Content-Length)"
+    print(
+        f"  a {m.size_mb:g} MB video, {how}: "
+        f"{'shared' if m.saved else 'NOT shared'} after {m.transfer_s:.1f} s "
+        f"({m.size_mb / m.transfer_s:.0f} MB/s)"
+    )
+    print(
+        f"  bot VmHWM {m.baseline_hwm_kb / 1024:.1f} MiB before -> {m.peak_hwm_kb / 1024:.1f} MiB "
+        f"after: grew {m.growth_mb:.1f} MB; VmRSS {m.baseline_rss_kb / 1024:.1f} MiB before, "
+        f"at most {m.max_rss_sampled_kb / 1024:.1f} MiB sampled during"
+    )
+
+
 # --------------------------------------------------------------------------- report
 
 
@@ -520,6 +754,15 @@ def print_bot_log(bot: Bot, returncode: int | None) -> None:
 
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
+    if not args.videos_only:
+        await run_posts(args, tmp)
+    if not args.no_videos:
+        if not args.videos_only:
+            print()
+        await run_videos(args, tmp)
+
+
+async def run_posts(args: argparse.Namespace, tmp: Path) -> None:
     callbacks = Callbacks()
     fake = FakeSlack()
     try:
@@ -569,6 +812,73 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         await fake.stop()
 
 
+async def run_videos(args: argparse.Namespace, tmp: Path) -> None:
+    fake, kie = FakeSlack(), FakeKie()
+    try:
+        await fake.start()
+        await kie.start()
+    except OSError as exc:
+        raise SetupError(f"a fake could not start: {exc}") from exc
+    bots: list[Bot] = []
+    timeout = aiohttp.ClientTimeout(total=VIDEO_TIMEOUT)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            bots.append(start_video_bot(tmp, fake.api_url, "video-bot"))
+            await wait_ready(session, bots[-1], label="the video bot")
+            size = int(args.video_mb * MB)
+            print(
+                f"Phase 3: a video into its thread: {args.video_count} callbacks "
+                f"{args.video_gap:g} s apart, each with a {args.video_mb:g} MB video "
+                "(plus one to warm up)"
+            )
+            video = await video_phase(
+                session, bots[-1], fake, kie, count=args.video_count, size=size, gap=args.video_gap
+            )
+            print_video(video)
+
+            bots.append(start_video_bot(tmp, fake.api_url, "memory-bot"))
+            await wait_ready(session, bots[-1], label="the memory bot")
+            print(
+                f"Phase 4: memory while a {args.big_video_mb:g} MB video is saved "
+                f"(a fresh bot process, pid {bots[-1].process.pid})"
+            )
+            memory = await memory_phase(
+                session,
+                bots[-1],
+                fake,
+                kie,
+                size=int(args.big_video_mb * MB),
+                spooled=args.spool,
+            )
+            print_memory(memory)
+        print_video_summary(video, memory)
+        if fake.invalid:
+            print(f"fake Slack refused {len(fake.invalid)} message(s): {fake.invalid[0]}")
+    finally:
+        for bot in bots:
+            print_bot_log(bot, stop(bot, STOP_TIMEOUT))
+        await kie.stop()
+        await fake.stop()
+
+
+def print_video_summary(video: VideoLatency, memory: Memory) -> None:
+    print()
+    print(f"{'figure':<52} {'value':>12}  target")
+    shared = percentile(video.shared_ms, 0.5)
+    print(f"{f'{video.size_mb:g} MB video: callback -> file in thread, p50':<52} {shared:>9.0f} ms")
+    print(
+        f"{f'{video.size_mb:g} MB video: callback -> card says saved, p50':<52} "
+        f"{percentile(video.card_ms, 0.5):>9.0f} ms"
+    )
+    if memory.available:
+        growth = memory.growth_mb
+        ok = memory.saved and growth < MEMORY_TARGET_MB
+        print(
+            f"{f'{memory.size_mb:g} MB video: growth of the peak RSS (VmHWM)':<52} "
+            f"{growth:>9.1f} MB  < {MEMORY_TARGET_MB:g} MB -> {verdict(ok)}"
+        )
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--latency-count", type=int, default=30, help="phase 1 callbacks")
@@ -584,8 +894,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--settle", type=float, default=2.0, help="phase 2 wait after the drain for doubles (s)"
     )
+    parser.add_argument("--video-count", type=int, default=5, help="phase 3 videos")
+    parser.add_argument("--video-mb", type=float, default=20.0, help="phase 3 video size (MB)")
+    parser.add_argument(
+        "--video-gap", type=float, default=2.2, help="phase 3 seconds between callbacks"
+    )
+    parser.add_argument("--big-video-mb", type=float, default=300.0, help="phase 4 video size (MB)")
+    parser.add_argument(
+        "--spool", action="store_true", help="phase 4: serve the video without a Content-Length"
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--videos-only", action="store_true", help="run phases 3 and 4 only")
+    which.add_argument("--no-videos", action="store_true", help="run phases 1 and 2 only")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
+    if not 1 <= args.video_count <= 1000 or not 0 < args.video_mb <= 1000:
+        parser.error("--video-count must be in [1, 1000] and --video-mb in (0, 1000]")
+    if not 1 <= args.big_video_mb <= 1000:
+        parser.error("--big-video-mb must be in [1, 1000]")
     if not 1 <= args.latency_count <= 10_000 or not 1 <= args.burst <= 100_000:
         parser.error("--latency-count must be in [1, 10000] and --burst in [1, 100000]")
     if not 1 <= args.channels <= 1000 or not 1 <= args.clients <= 1000:
