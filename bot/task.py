@@ -7,7 +7,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Literal
 
-Source = Literal["callback", "poll"]
+#: Where news came from: a callback, a poll, or kie.ai's answer to a request made from Slack
+#: (a 1080p or 4K version).
+Source = Literal["callback", "poll", "request"]
 
 
 class State(StrEnum):
@@ -52,7 +54,8 @@ class Task:
     `code`/`message` are the provider's code and message of the latest update. A task that
     succeeded stays `SUCCEEDED` when a later update fails (a 4K upgrade that cannot be made, a
     retried old failure); that failure is then in `code`/`message`.
-    Times are Unix seconds; `finished_at` is when the task's results (or final state) arrived.
+    Times are Unix seconds; `finished_at` is when the task's results (or final state) arrived,
+    `polled_at` when kie.ai last answered a question about the task.
     """
 
     product: str
@@ -69,6 +72,7 @@ class Task:
     finished_at: float | None = None
     model: str | None = None
     credits: float | None = None
+    polled_at: float | None = None
 
     @classmethod
     def first(cls, update: TaskUpdate, now: float) -> Task:

@@ -9,16 +9,16 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 
 from bot.kie import payload
-from bot.kie.payload import code_of, message_of
+from bot.kie.payload import as_mapping, code_of, message_of, text, url_list
 from bot.kie.products import MAX_TASK_ID, PayloadError, Product
 from bot.kie.submit import GenerationRequest, request_body
 from bot.metrics import Metrics
-from bot.task import TaskUpdate
+from bot.task import State, TaskUpdate
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,33 @@ RETRYABLE = frozenset({429, 455, 500, 502, 503, 504})
 #: Codes that mean "no such task" on the record endpoints.
 NOT_FOUND = frozenset({404, 422})
 
+DOWNLOAD_URL_PATH = "/api/v1/common/download-url"
+HD_VIDEO_PATH = "/api/v1/veo/get-1080p-video"
+FOUR_K_PATH = "/api/v1/veo/get-4k-video"
+
 
 class KieError(Exception):
-    """A kie.ai call that did not give an answer; `str()` is one line for a person."""
+    """A kie.ai call that did not give an answer; `str()` is one line for a person.
 
-    def __init__(self, kind: str, message: str, code: int | None = None) -> None:
+    `detail` is kie.ai's own message and `body` its whole answer, when it sent one.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        code: int | None = None,
+        *,
+        detail: str = "",
+        body: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
-        self.kind = kind  # "auth", "credits", "not_found", "invalid", "unavailable"
+        # "auth", "credits", "not_found", "invalid", "unavailable", "external" (a file that
+        # kie.ai did not make)
+        self.kind = kind
         self.code = code
+        self.detail = detail
+        self.body = body
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +64,15 @@ class Envelope:
     message: str
     data: Any
     body: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class FourK:
+    """kie.ai's answer to a 4K request: `requested` (it starts making it now), `processing`
+    (it was already being made), or `ready` (already made; `update` carries the result)."""
+
+    status: Literal["requested", "processing", "ready"]
+    update: TaskUpdate | None = None
 
 
 class RateLimiter:
@@ -90,13 +118,27 @@ class KieClient:
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Envelope:
         """GET `path`; retry what can pass; raise `KieError` for any answer but code 200."""
+        return await self._call("GET", path, params=params)
+
+    async def post(self, path: str, body: Mapping[str, Any]) -> Envelope:
+        """POST `body` as JSON to `path`; the same rules as `get`."""
+        return await self._call("POST", path, body=body)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Envelope:
         problem = "no answer"
         for attempt in range(self._attempts):
             if attempt:
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 1) * (1 + random.random()))
             await self._limiter.wait()
             try:
-                envelope = await self._request(path, params)
+                envelope = await self._request(method, path, params, body)
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 problem = f"network error: {type(exc).__name__}"
                 continue
@@ -108,9 +150,20 @@ class KieClient:
             raise _error(envelope)
         raise KieError("unavailable", f"kie.ai is not answering ({problem})")
 
-    async def _request(self, path: str, params: Mapping[str, str] | None) -> Envelope:
-        async with self._session.get(
-            self._base + path, params=params, headers=self._headers, timeout=self._timeout
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        payload: Mapping[str, Any] | None,
+    ) -> Envelope:
+        async with self._session.request(
+            method,
+            self._base + path,
+            params=params,
+            json=payload,
+            headers=self._headers,
+            timeout=self._timeout,
         ) as response:
             raw = await response.read()
             status = response.status
@@ -160,6 +213,85 @@ class KieClient:
             if isinstance(result, BaseException) and not isinstance(result, KieError):
                 raise result
         return None
+
+    async def download_url(self, url: str) -> str:
+        """A temporary download link (valid 20 minutes) for a file that kie.ai made.
+
+        Raises `KieError`; its kind is "external" when kie.ai did not make the file (422).
+        """
+        try:
+            envelope = await self.post(DOWNLOAD_URL_PATH, {"url": url})
+        except KieError as exc:
+            if exc.code == 422:
+                raise KieError(
+                    "external",
+                    f"kie.ai gives download links only for files it made (422: "
+                    f"{exc.detail or 'no message'})",
+                    422,
+                    detail=exc.detail,
+                ) from None
+            raise
+        link = text(envelope.data)
+        if not link.startswith(("https://", "http://")):
+            raise KieError(
+                "unavailable", "kie.ai answered the download-link request without a link"
+            )
+        return link
+
+    async def hd_video(self, task_id: str, index: int = 0) -> TaskUpdate | None:
+        """The 1080p version of a Veo video as news about the task, or None while kie.ai is
+        still making it (for a minute or two it answers "processing" with a non-200 code)."""
+        try:
+            envelope = await self.get(HD_VIDEO_PATH, {"taskId": task_id, "index": str(index)})
+        except KieError as exc:
+            if "processing" in exc.detail.lower():
+                return None
+            raise
+        url = text(as_mapping(envelope.data).get("resultUrl"))
+        if not url:
+            return None
+        return TaskUpdate(
+            product="veo",
+            task_id=task_id,
+            state=State.SUCCEEDED,
+            video_urls=(url,),
+            code=200,
+            message=envelope.message,
+            source="request",
+            raw=envelope.body,
+        )
+
+    async def request_4k(self, task_id: str, callback_url: str, index: int = 0) -> FourK:
+        """Ask kie.ai to make the 4K version of a Veo video; the result comes to `callback_url`.
+
+        kie.ai answers a repeated request with 422: "processing", or the finished version.
+        """
+        body = {"taskId": task_id, "index": index, "callBackUrl": callback_url}
+        try:
+            await self.post(FOUR_K_PATH, body)
+        except KieError as exc:
+            if exc.code != 422:
+                raise
+            data = as_mapping((exc.body or {}).get("data"))
+            videos = url_list(data.get("resultUrls") or data.get("result_urls"))
+            if videos:
+                images = url_list(data.get("imageUrls") or data.get("image_urls"))
+                update = TaskUpdate(
+                    product="veo-4k",
+                    task_id=task_id,
+                    state=State.SUCCEEDED,
+                    video_urls=videos,
+                    image_urls=images,
+                    code=200,
+                    message=exc.detail,
+                    source="request",
+                    raw=exc.body,
+                )
+                return FourK("ready", update)
+            if "processing" in exc.detail.lower():
+                return FourK("processing")
+            raise
+        return FourK("requested")
 
     async def submit(self, request: GenerationRequest, callback_url: str) -> str:
         """Start `request` at kie.ai with `callback_url` as its `callBackUrl`; its task id.
@@ -253,11 +385,11 @@ def _refusal(envelope: Envelope) -> KieError:
 def _error(envelope: Envelope) -> KieError:
     code, message = envelope.code, envelope.message or "no message"
     if code == 401:
-        return KieError(
-            "auth", f"kie.ai refused the API key (401: {message}); check KIE_API_KEY", code
-        )
-    if code == 402:
-        return KieError("credits", f"the kie.ai account is out of credits (402: {message})", code)
-    if code in NOT_FOUND:
-        return KieError("not_found", f"kie.ai: {code} {message}", code)
-    return KieError("invalid", f"kie.ai answered {code}: {message}", code)
+        kind, said = "auth", f"kie.ai refused the API key (401: {message}); check KIE_API_KEY"
+    elif code == 402:
+        kind, said = "credits", f"the kie.ai account is out of credits (402: {message})"
+    elif code in NOT_FOUND:
+        kind, said = "not_found", f"kie.ai: {code} {message}"
+    else:
+        kind, said = "invalid", f"kie.ai answered {code}: {message}"
+    return KieError(kind, said, code, detail=envelope.message, body=envelope.body)
