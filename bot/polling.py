@@ -115,6 +115,7 @@ class Poller:
         self._metrics.poll(product.slug, update.state.value)
         await self._tasks.apply(update)
         await self._schedule.next(poll, self._interval, failed=False)
+        await self._tasks.asked(poll.family, poll.task_id)
 
 
 def start_scheduler(poller: Poller, tick_seconds: float) -> AsyncIOScheduler:

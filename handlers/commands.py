@@ -124,12 +124,13 @@ class Commands:
             update = await self._lookup(task_id, product, known)
         except KieError as exc:
             if known is None:
-                await reply.say(_kie_problem(exc, task_id, product))
+                await reply.say(kie_problem(exc, task_id, product))
                 return
-            note = f"From the bot's own record: {_kie_problem(exc, task_id)}"
+            note = f"From the bot's own record: {kie_problem(exc, task_id)}"
             await reply.card(known, note)
             return
         applied = await self.tasks.apply(update)
+        await self.tasks.asked(PRODUCTS[update.product].family, update.task_id)
         task = applied.task or await self._known(task_id, product)
         if task is not None:
             await reply.card(task)
@@ -147,10 +148,11 @@ class Commands:
         try:
             update = await self._lookup(task_id, product, known)
         except KieError as exc:
-            await reply.say(_kie_problem(exc, task_id, product))
+            await reply.say(kie_problem(exc, task_id, product))
             return
         applied = await self.tasks.apply(update)
         family = PRODUCTS[update.product].family
+        await self.tasks.asked(family, update.task_id)
         current = applied.task or await self.tasks.get(family, update.task_id)
         state = current.state if current is not None else update.state
         added = await self.tasks.follow(family, update.task_id, channel)
@@ -199,7 +201,7 @@ class Commands:
         try:
             credits = await self.client.credits()
         except KieError as exc:
-            await reply.say(_kie_problem(exc, None))
+            await reply.say(kie_problem(exc, None))
             return
         await reply.say(f"kie.ai credits remaining: *{credits:g}*")
 
@@ -253,7 +255,8 @@ def _shown(value: str) -> str:
     return escape(cleaned) + ("…" if len(value) > 40 else "")
 
 
-def _kie_problem(exc: KieError, task_id: str | None, product: Product | None = None) -> str:
+def kie_problem(exc: KieError, task_id: str | None, product: Product | None = None) -> str:
+    """A kie.ai error in one line for the person who asked, with what to do about it."""
     if exc.kind == "not_found" and task_id is not None and product is None:
         return f"{exc} Check the id, or give the product: `/kie status {task_id} veo`."
     if exc.kind == "unavailable":

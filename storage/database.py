@@ -149,6 +149,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_videos ON outbox (channel, id) WHERE status = 'pending' AND kind = 'video';
     """,
+    # 6: buttons on a card: when kie.ai was last asked about a task and when its root last
+    # showed that progress; what was requested from Slack (a 1080p or 4K version), by whom.
+    """
+    ALTER TABLE tasks ADD COLUMN polled_at REAL;
+    ALTER TABLE tasks ADD COLUMN progress_at REAL;
+    CREATE TABLE requests (
+        family       TEXT NOT NULL,
+        task_id      TEXT NOT NULL,
+        kind         TEXT NOT NULL,
+        user_id      TEXT NOT NULL,
+        channel      TEXT NOT NULL,
+        requested_at REAL NOT NULL,
+        PRIMARY KEY (family, task_id, kind)
+    );
+    """,
 )
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 from storage.database import Database
 
-Kind = Literal["root", "reply", "update", "notice", "video"]
+Kind = Literal["root", "reply", "update", "notice", "note", "video"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +166,40 @@ def enqueue_notice(
         _INSERT,
         (f"notice:{key}:{channel}", "notice", channel, family, task_id, None, text, now, now),
     )
+
+
+def enqueue_note(
+    conn: sqlite3.Connection,
+    family: str,
+    task_id: str,
+    channel: str,
+    key: str,
+    mrkdwn: str,
+    now: float,
+) -> None:
+    """Queue a message in the task's thread in `channel` whose text is mrkdwn made by the bot
+    (mentions and channel links allowed; the caller escaped every outside part); `key` makes
+    it unique."""
+    conn.execute(
+        _INSERT,
+        (f"note:{key}:{channel}", "note", channel, family, task_id, None, mrkdwn, now, now),
+    )
+
+
+#: A running task's root shows its progress anew at most this often (seconds).
+PROGRESS_EVERY = 60.0
+
+
+def enqueue_progress(
+    conn: sqlite3.Connection, family: str, task_id: str, channel: str, now: float
+) -> None:
+    """Queue an update of a running task's root in `channel` to show its progress.
+
+    The key names the minute, so progress updates can never be queued more often than that.
+    """
+    minute = int(now // PROGRESS_EVERY)
+    key = f"update:progress:{family}:{task_id}:{channel}:{minute}"
+    conn.execute(_INSERT, (key, "update", channel, family, task_id, None, None, now, now))
 
 
 class Outbox:

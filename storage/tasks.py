@@ -15,7 +15,13 @@ from typing import Any
 from bot.kie.products import PRODUCTS
 from bot.task import Applied, State, Task, TaskUpdate, merge
 from storage.database import Database, lock
-from storage.outbox import enqueue_news, enqueue_root
+from storage.outbox import (
+    PROGRESS_EVERY,
+    enqueue_news,
+    enqueue_note,
+    enqueue_progress,
+    enqueue_root,
+)
 from storage.videos import queue_video
 
 Clock = Callable[[], float]
@@ -66,8 +72,11 @@ class TaskStore:
             self.outbox_ready.set()
         return applied
 
-    async def follow(self, family: str, task_id: str, channel: str) -> bool:
-        """Make `channel` follow a stored task (it gets the task's root message).
+    async def follow(
+        self, family: str, task_id: str, channel: str, *, note: str | None = None
+    ) -> bool:
+        """Make `channel` follow a stored task (it gets the task's root message, and `note`,
+        mrkdwn made by the bot, in its thread).
 
         Returns False when the channel already followed it.
         """
@@ -77,6 +86,10 @@ class TaskStore:
             if not _add_follower(conn, family, task_id, channel, now):
                 return False
             enqueue_root(conn, family, task_id, channel, now)
+            if note:
+                enqueue_note(
+                    conn, family, task_id, channel, f"followed:{family}:{task_id}", note, now
+                )
             task = _select_task(conn, family, task_id)
             if self._save_videos and task is not None:
                 for url in task.video_urls:
@@ -87,6 +100,43 @@ class TaskStore:
         if added:
             self.outbox_ready.set()
         return added
+
+    async def asked(self, family: str, task_id: str) -> None:
+        """Record that kie.ai just answered a question about the task.
+
+        While the task runs, each following channel whose root is posted gets an update of it
+        that shows the progress, at most once every `PROGRESS_EVERY` seconds.
+        """
+        now = self._clock()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            row = conn.execute(
+                "SELECT state, progress_at FROM tasks WHERE family = ? AND task_id = ?",
+                (family, task_id),
+            ).fetchone()
+            if row is None:
+                return False
+            last = row["progress_at"]
+            due = row["state"] == State.RUNNING.value and (
+                last is None or now - last >= PROGRESS_EVERY
+            )
+            conn.execute(
+                "UPDATE tasks SET polled_at = ?, progress_at = ? WHERE family = ? AND task_id = ?",
+                (now, now if due else last, family, task_id),
+            )
+            if not due:
+                return False
+            rows = conn.execute(
+                """SELECT channel FROM task_channels
+                   WHERE family = ? AND task_id = ? AND root_ts IS NOT NULL""",
+                (family, task_id),
+            ).fetchall()
+            for found in rows:
+                enqueue_progress(conn, family, task_id, found["channel"], now)
+            return bool(rows)
+
+        if await self._db.write(write):
+            self.outbox_ready.set()
 
     async def get(self, family: str, task_id: str) -> Task | None:
         row = await self._db.fetchone(
@@ -309,6 +359,7 @@ def _task(row: sqlite3.Row) -> Task:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
+        polled_at=row["polled_at"],
     )
 
 

@@ -1,0 +1,103 @@
+"""Requests made from Slack about a task (a 1080p or a 4K version): who asked, and when.
+
+A request is open until kie.ai's result for it arrives or it grows stale; while it is open, a
+second click says so and asks kie.ai nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from storage.database import Database
+from storage.outbox import enqueue_note
+from storage.tasks import TaskStore
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An open request: `kind` ("1080p", "4k"), who asked (a Slack user id), where and when."""
+
+    kind: str
+    user_id: str
+    channel: str
+    requested_at: float
+
+
+class RequestStore:
+    """The open requests per task and kind."""
+
+    def __init__(
+        self, db: Database, tasks: TaskStore, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._db = db
+        self._tasks = tasks
+        self._clock = clock
+
+    async def claim(
+        self,
+        family: str,
+        task_id: str,
+        kind: str,
+        user_id: str,
+        channel: str,
+        *,
+        stale_after: float,
+        ended_by: str | None = None,
+    ) -> Request | None:
+        """Open a request, or return the one already open (then nothing changes).
+
+        A request is open for `stale_after` seconds, or until an event of product `ended_by`
+        (the product whose news is its result) arrives for the task after it was made.
+        """
+        now = self._clock()
+
+        def write(conn: sqlite3.Connection) -> Request | None:
+            row = conn.execute(
+                """SELECT user_id, channel, requested_at FROM requests
+                   WHERE family = ? AND task_id = ? AND kind = ?""",
+                (family, task_id, kind),
+            ).fetchone()
+            if row is not None and now - row["requested_at"] < stale_after:
+                ended = (
+                    ended_by is not None
+                    and conn.execute(
+                        """SELECT 1 FROM events WHERE family = ? AND task_id = ? AND product = ?
+                         AND received_at >= ? LIMIT 1""",
+                        (family, task_id, ended_by, row["requested_at"]),
+                    ).fetchone()
+                )
+                if not ended:
+                    return Request(kind, row["user_id"], row["channel"], row["requested_at"])
+            conn.execute(
+                """INSERT INTO requests (family, task_id, kind, user_id, channel, requested_at)
+                   VALUES (?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (family, task_id, kind) DO UPDATE SET user_id = excluded.user_id,
+                       channel = excluded.channel, requested_at = excluded.requested_at""",
+                (family, task_id, kind, user_id, channel, now),
+            )
+            return None
+
+        return await self._db.write(write)
+
+    async def release(self, family: str, task_id: str, kind: str) -> None:
+        """Close the request: kie.ai refused it, or its answer is in."""
+        await self._db.write(
+            lambda conn: conn.execute(
+                "DELETE FROM requests WHERE family = ? AND task_id = ? AND kind = ?",
+                (family, task_id, kind),
+            )
+        )
+
+    async def announce(
+        self, family: str, task_id: str, kind: str, channel: str, mrkdwn: str
+    ) -> None:
+        """Say in the task's thread in `channel` who asked (mrkdwn made by the bot)."""
+        now = self._clock()
+        key = f"requested:{kind}:{family}:{task_id}:{int(now * 1000)}"
+        await self._db.write(
+            lambda conn: enqueue_note(conn, family, task_id, channel, key, mrkdwn, now)
+        )
+        self._tasks.outbox_ready.set()
