@@ -97,7 +97,8 @@ def blocks_of(message: Message, kind: str) -> list[dict[str, Any]]:
 
 
 def buttons(message: Message) -> list[dict[str, Any]]:
-    return [e for b in blocks_of(message, "actions") for e in b["elements"]]
+    """The link buttons (`Open video`), not the task's action buttons."""
+    return [e for b in blocks_of(message, "actions") for e in b["elements"] if "url" in e]
 
 
 # --- success ----------------------------------------------------------------------------------

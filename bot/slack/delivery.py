@@ -361,7 +361,7 @@ class Delivery:
                 await self._outbox.fail(row, "event not found")
                 return
         else:
-            notice = build_notice(row.task_id, row.text or "")
+            notice = build_notice(row.task_id, row.text or "", mrkdwn=row.kind == "note")
 
             def render(image: bool) -> Message:
                 return notice

@@ -9,10 +9,12 @@ Block Kit limits (slack-platform.md section 5) are kept.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from bot.kie.failures import Explanation, explain_failure
 from bot.kie.products import PRODUCTS, RESULT_RETENTION_DAYS, model_name
@@ -312,7 +314,9 @@ def _running(item: Task | TaskUpdate) -> Message:
     blocks = [
         _header(f"⏳ {label} is generating"),
         _section(_summary(item)),
+        *(_progress(item) if isinstance(item, Task) else []),
         _context("This message is updated when kie.ai reports the result."),
+        *(task_actions(item) if isinstance(item, Task) else []),
         *_poll_note(item.source),
     ]
     text = f"⏳ {label}{_about(item)} task {_short_id(item.task_id)} is generating"
@@ -361,6 +365,8 @@ def _succeeded(
         blocks.append(_section("_kie.ai reported success but sent no video URL._"))
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})
+    if isinstance(item, Task):  # a task's own card, not a reply about one piece of news
+        blocks.extend(task_actions(item))
     if as_text:
         blocks.extend(_sections(["*More video links:*" if buttons else "*Video links:*", *as_text]))
     thumbnail = next(iter(item.image_urls), "")
@@ -394,6 +400,140 @@ def _card(
     return _running(item)
 
 
+# --- buttons and progress ---------------------------------------------------------------------
+
+VALUE_MAX = 2000
+METADATA_MAX = 3000
+COMMENT_MAX = 1000
+
+#: The action ids of the buttons on a task's card (stable: Bolt routes clicks by them), and
+#: the callback id of the share modal.
+FRESH_LINK = "kie_fresh_link"
+GET_1080P = "kie_get_1080p"
+UPSCALE_4K = "kie_upscale_4k"
+SHARE = "kie_share"
+POLL_NOW = "kie_poll_now"
+SHARE_VIEW = "kie_share"
+#: The share modal's inputs: the block id and the action id of each.
+SHARE_CHANNEL = "channel"
+SHARE_COMMENT = "comment"
+
+#: What Slack user and conversation ids look like.
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
+_CHANNEL_ID = re.compile(r"[CGD][A-Z0-9]{2,30}")
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text}
+
+
+def _action(text: str, action_id: str, value: str) -> dict[str, Any]:
+    return {"type": "button", "text": _plain(text), "action_id": action_id, "value": value}
+
+
+def _slack_time(epoch: float) -> str:
+    """A Slack time token (like "12:03") in the reader's time zone, with a UTC fallback."""
+    fallback = datetime.fromtimestamp(epoch, UTC).strftime("%H:%M UTC")
+    return f"<!date^{int(epoch)}^{{time}}|{fallback}>"
+
+
+def _duration(seconds: float) -> str:
+    """A span as people say it: "under a minute", "7 min", "2 h 5 min"."""
+    minutes = int(max(seconds, 0) // 60)
+    if minutes < 1:
+        return "under a minute"
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def _progress(task: Task) -> list[dict[str, Any]]:
+    """How long a running task has been running, as of when kie.ai was last asked about it."""
+    if task.created_at <= 0:
+        return []
+    if task.polled_at is None:
+        return [_context(f"⏱ Waiting since {_slack_date(task.created_at)}")]
+    running = _duration(task.polled_at - task.created_at)
+    return [_context(f"⏱ Running for {running} · kie.ai last asked {_slack_time(task.polled_at)}")]
+
+
+_UPSCALE_CONFIRM = {
+    "title": _plain("Upscale to 4K?"),
+    "text": {
+        "type": "mrkdwn",
+        "text": "The 4K version costs extra kie.ai credits (about twice a Veo Fast generation) "
+        "and takes 5 to 10 minutes to make. It will arrive in this thread.",
+    },
+    "confirm": _plain("Upscale"),
+    "deny": _plain("Cancel"),
+}
+
+
+def button_value(task: Task) -> str:
+    """What a card's button carries: the task's product and id, as JSON."""
+    return json.dumps({"product": task.product, "task_id": task.task_id})
+
+
+def read_button_value(value: Any) -> tuple[str, str] | None:
+    """The product and task id that a button's value names, or None when it names none."""
+    if not isinstance(value, str) or len(value) > VALUE_MAX:
+        return None
+    try:
+        found = json.loads(value)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(found, dict):
+        return None
+    product, task_id = found.get("product"), found.get("task_id")
+    if not isinstance(product, str) or not isinstance(task_id, str) or not task_id:
+        return None
+    return product, task_id
+
+
+def task_actions(task: Task) -> list[dict[str, Any]]:
+    """The actions block of a task's card, or none: on a success `Fresh link`, on Veo
+    `Get 1080p` and `Upscale to 4K` (behind a confirm dialog), and `Share to channel`; on a
+    running task `Poll now`."""
+    value = button_value(task)
+    product = PRODUCTS.get(task.product)
+    if product is None or len(value) > VALUE_MAX:
+        return []
+    elements: list[dict[str, Any]] = []
+    if task.state is State.SUCCEEDED:
+        if task.video_urls:
+            elements.append(_action("Fresh link", FRESH_LINK, value))
+        if product.family == "veo":
+            elements.append(_action("Get 1080p", GET_1080P, value))
+            upscale = _action("Upscale to 4K", UPSCALE_4K, value)
+            elements.append({**upscale, "confirm": _UPSCALE_CONFIRM})
+        elements.append(_action("Share to channel", SHARE, value))
+    elif task.state is State.RUNNING:
+        elements.append(_action("Poll now", POLL_NOW, value))
+    if not elements:
+        return []
+    return [{"type": "actions", "elements": elements[:ACTIONS_MAX]}]
+
+
+def mention(user_id: str) -> str:
+    """A mention of a Slack user, or the id as code when it is no user id."""
+    return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else _code(user_id)
+
+
+def channel_link(channel_id: str) -> str:
+    """A link to a Slack channel, or the id as code when it is no channel id."""
+    return f"<#{channel_id}>" if _CHANNEL_ID.fullmatch(channel_id) else _code(channel_id)
+
+
+def is_channel_id(value: Any) -> TypeGuard[str]:
+    """True for a Slack conversation id (`C…`, `G…`, `D…`)."""
+    return isinstance(value, str) and bool(_CHANNEL_ID.fullmatch(value))
+
+
+def is_user_id(value: Any) -> TypeGuard[str]:
+    """True for a Slack user id (`U…`, `W…`)."""
+    return isinstance(value, str) and bool(_USER_ID.fullmatch(value))
+
+
 # --- public builders --------------------------------------------------------------------------
 
 
@@ -422,10 +562,106 @@ def build_update_message(
     return _card(update, with_image=with_image, finished_at=finished_at, now=None)
 
 
-def build_notice(task_id: str, text: str) -> Message:
-    """A short plain thread message about a task, such as "Stopped polling after a day"."""
+def build_notice(task_id: str, text: str, *, mrkdwn: bool = False) -> Message:
+    """A short plain thread message about a task, such as "Stopped polling after a day".
+
+    With `mrkdwn`, `text` is mrkdwn made by the bot: its mentions and channel links stay.
+    """
+    shown = text.strip() if mrkdwn else escape(text.strip())
     blocks = [
-        _section(escape(text.strip()) or "_(empty notice)_"),
+        _section(shown or "_(empty notice)_"),
         _context(f"Task {_code(task_id)}"),
     ]
     return Message(_fallback(f"{text} (task {_short_id(task_id)})"), blocks)
+
+
+def upscale_note(user_id: str) -> str:
+    """The thread's note that someone asked for the 4K version (mrkdwn for `build_notice`)."""
+    return (
+        f"{mention(user_id)} asked for the 4K version (it costs extra credits and takes "
+        "5 to 10 minutes); it will arrive in this thread."
+    )
+
+
+def shared_note(user_id: str, origin: str, comment: str) -> str:
+    """The note in the thread of a channel a task was shared to (mrkdwn for `build_notice`)."""
+    note = f"Shared by {mention(user_id)} from {channel_link(origin)}"
+    said = _escaped(comment.strip(), COMMENT_MAX)
+    return f"{note}: {said}" if said else note
+
+
+def build_fresh_links(task_id: str, links: list[str], problems: list[str], until: float) -> Message:
+    """The answer to `Fresh link`: a download button per link kie.ai gave (valid until
+    `until`, Unix seconds), and a line for each video it gave none for."""
+    buttons: list[dict[str, Any]] = []
+    as_text: list[str] = []
+    for n, link in enumerate(links, start=1):
+        name = "Download video" if len(links) == 1 else f"Download video {n}"
+        if _is_web_url(link) and len(buttons) < ACTIONS_MAX:
+            buttons.append(_button(name, link, f"open_video_{len(buttons) + 1}"))
+        else:
+            as_text.append(f"• {name}: {_escaped(link, SECTION_MAX - 100)}")
+    blocks: list[dict[str, Any]] = []
+    if links:
+        blocks.append(
+            _section(
+                f"*Fresh download links* for {_code(task_id)}: valid 20 minutes, until "
+                f"{_slack_time(until)}."
+            )
+        )
+    if buttons:
+        blocks.append({"type": "actions", "elements": buttons})
+    blocks.extend(_sections(as_text))
+    blocks.extend(_sections([f"• {_escaped(p, SECTION_MAX - 100)}" for p in problems]))
+    if links:
+        text = f"Fresh download links for task {_short_id(task_id)} (valid 20 minutes)"
+    else:
+        text = f"No fresh download link for task {_short_id(task_id)}"
+    return Message(_fallback(text), _capped(blocks))
+
+
+def build_share_modal(task: Task, origin: str) -> dict[str, Any]:
+    """The `Share to channel` modal: a channel picker and an optional comment.
+
+    Its `private_metadata` carries the task and the channel it is shared from.
+    """
+    metadata = json.dumps({"product": task.product, "task_id": task.task_id, "channel": origin})
+    return {
+        "type": "modal",
+        "callback_id": SHARE_VIEW,
+        "title": _plain("Share to channel"),
+        "submit": _plain("Share"),
+        "close": _plain("Cancel"),
+        "private_metadata": metadata[:METADATA_MAX],
+        "blocks": [
+            _section(
+                f"Share the {escape(_label(task.product))} task {_code(task.task_id)}: the "
+                "channel gets its card and video, and follows it from now on."
+            ),
+            {
+                "type": "input",
+                "block_id": SHARE_CHANNEL,
+                "label": _plain("Channel"),
+                "element": {
+                    "type": "conversations_select",
+                    "action_id": SHARE_CHANNEL,
+                    "default_to_current_conversation": False,
+                    "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+                    "placeholder": _plain("Choose a channel"),
+                },
+            },
+            {
+                "type": "input",
+                "block_id": SHARE_COMMENT,
+                "optional": True,
+                "label": _plain("Comment"),
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": SHARE_COMMENT,
+                    "multiline": True,
+                    "max_length": COMMENT_MAX,
+                },
+            },
+            _context("For a private channel, invite the bot there first (`/invite @kie`)."),
+        ],
+    }

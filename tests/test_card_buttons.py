@@ -1,0 +1,188 @@
+"""The buttons on a task's card, its progress line, the share modal and the click answers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
+
+from bot.slack.messages import (
+    FRESH_LINK,
+    GET_1080P,
+    POLL_NOW,
+    SHARE,
+    UPSCALE_4K,
+    Message,
+    build_fresh_links,
+    build_notice,
+    build_share_modal,
+    build_task_message,
+    build_update_message,
+    button_value,
+    read_button_value,
+    shared_note,
+    upscale_note,
+)
+from bot.task import State, Task, TaskUpdate
+
+STARTED = 1_800_000_000.0
+VEO = Task(
+    "veo",
+    "veo_task_abc",
+    State.SUCCEEDED,
+    video_urls=("https://example.com/a.mp4",),
+    created_at=STARTED,
+    updated_at=STARTED + 200,
+    finished_at=STARTED + 200,
+)
+
+
+def assert_valid(message: Message) -> None:
+    assert message.text.strip()
+    assert len(message.blocks) <= 50
+    for block in message.blocks:
+        parsed = Block.parse(block)
+        assert parsed is not None
+        parsed.validate_json()
+
+
+#: The buttons of issue 9 (other buttons may share their block).
+OURS = {FRESH_LINK, GET_1080P, UPSCALE_4K, SHARE, POLL_NOW}
+
+
+def task_buttons(message: Message) -> list[dict[str, Any]]:
+    return [
+        element
+        for block in message.blocks
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if element.get("action_id") in OURS
+    ]
+
+
+def test_a_veo_success_has_every_result_button() -> None:
+    message = build_task_message(VEO)
+    assert_valid(message)
+    found = task_buttons(message)
+    assert [b["text"]["text"] for b in found] == [
+        "Fresh link",
+        "Get 1080p",
+        "Upscale to 4K",
+        "Share to channel",
+    ]
+    assert [b["action_id"] for b in found] == [FRESH_LINK, GET_1080P, UPSCALE_4K, SHARE]
+    assert {b["value"] for b in found} == {button_value(VEO)}
+    assert read_button_value(found[0]["value"]) == ("veo", "veo_task_abc")
+    confirm = found[2]["confirm"]
+    assert "credits" in confirm["text"]["text"] and "minutes" in confirm["text"]["text"]
+    assert confirm["confirm"]["text"] and confirm["deny"]["text"]
+    assert "confirm" not in found[0]
+    # the link button stays, before the task's buttons
+    kinds = [b["type"] for b in message.blocks]
+    assert kinds.count("actions") == 2
+    assert message.blocks[kinds.index("actions")]["elements"][0]["text"]["text"] == "Open video"
+
+
+def test_other_products_have_no_veo_buttons() -> None:
+    runway = replace(VEO, product="runway", task_id="rw-1")
+    texts = [b["text"]["text"] for b in task_buttons(build_task_message(runway))]
+    assert texts == ["Fresh link", "Share to channel"]
+    four_k = replace(VEO, product="veo-4k")  # a Veo task first known by its 4K callback
+    assert "Upscale to 4K" in [b["text"]["text"] for b in task_buttons(build_task_message(four_k))]
+
+
+def test_a_success_without_videos_has_no_fresh_link() -> None:
+    empty = replace(VEO, product="luma", video_urls=())
+    assert [b["text"]["text"] for b in task_buttons(build_task_message(empty))] == [
+        "Share to channel"
+    ]
+
+
+def test_a_failure_has_no_buttons_and_replies_have_none() -> None:
+    failed = replace(VEO, state=State.FAILED, video_urls=(), code=400, message="flagged")
+    assert task_buttons(build_task_message(failed)) == []
+    update = TaskUpdate("veo", "veo_task_abc", State.SUCCEEDED, video_urls=VEO.video_urls)
+    assert task_buttons(build_update_message(update)) == []
+    running = TaskUpdate("veo", "veo_task_abc", State.RUNNING)
+    assert task_buttons(build_update_message(running)) == []
+
+
+def test_a_running_card_has_poll_now_and_its_progress() -> None:
+    running = replace(VEO, state=State.RUNNING, video_urls=(), finished_at=None)
+    waiting = build_task_message(running)
+    assert_valid(waiting)
+    assert [(b["text"]["text"], b["action_id"]) for b in task_buttons(waiting)] == [
+        ("Poll now", POLL_NOW)
+    ]
+    assert f"Waiting since <!date^{int(STARTED)}^" in json.dumps(waiting.blocks)
+    asked = build_task_message(replace(running, polled_at=STARTED + 7 * 60 + 5))
+    assert_valid(asked)
+    line = json.dumps(asked.blocks)
+    assert "Running for 7 min" in line
+    assert f"kie.ai last asked <!date^{int(STARTED) + 425}^{{time}}|" in line
+    long = build_task_message(replace(running, polled_at=STARTED + 2 * 3600 + 5 * 60))
+    assert "Running for 2 h 5 min" in json.dumps(long.blocks)
+    just = build_task_message(replace(running, polled_at=STARTED + 20))
+    assert "Running for under a minute" in json.dumps(just.blocks)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, 7, "", "not json", "[1]", '{"product": "veo"}', '{"product": 1, "task_id": "x"}'],
+)
+def test_unreadable_button_values(value: Any) -> None:
+    assert read_button_value(value) is None
+
+
+def test_an_overlong_task_id_gets_no_buttons() -> None:
+    assert task_buttons(build_task_message(replace(VEO, task_id="x" * 2100))) == []
+
+
+def test_notes_mention_only_real_ids_and_escape_the_comment() -> None:
+    note = shared_note("U0ABC", "C0ORIGIN", "look <@U999> & <!channel>")
+    assert note.startswith("Shared by <@U0ABC> from <#C0ORIGIN>: look ")
+    assert "<@U999>" not in note and "<!channel>" not in note and "&lt;!channel&gt;" in note
+    assert shared_note("U0ABC", "C0ORIGIN", "  ") == "Shared by <@U0ABC> from <#C0ORIGIN>"
+    assert "<@" not in shared_note("<!here>", "C0X", "")
+    assert upscale_note("U0ABC").startswith("<@U0ABC> asked for the 4K version")
+    message = build_notice("veo_task_abc", note, mrkdwn=True)
+    assert_valid(message)
+    assert "<@U0ABC>" in message.blocks[0]["text"]["text"]
+    plain = build_notice("veo_task_abc", "<@U0ABC> hello")
+    assert "<@U0ABC>" not in plain.blocks[0]["text"]["text"]
+
+
+def test_fresh_links_message() -> None:
+    message = build_fresh_links(
+        "veo_task_abc",
+        ["https://dl.example.com/1?t=x", "https://dl.example.com/2"],
+        ["Video 3 is not a file kie.ai made"],
+        until=STARTED + 1200,
+    )
+    assert_valid(message)
+    assert "valid 20 minutes" in message.text
+    urls = [e["url"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert urls == ["https://dl.example.com/1?t=x", "https://dl.example.com/2"]
+    assert "Video 3 is not a file" in json.dumps(message.blocks)
+    assert f"<!date^{int(STARTED) + 1200}^" in json.dumps(message.blocks)
+    none = build_fresh_links("veo_task_abc", [], ["The video is not a file kie.ai made"], 0)
+    assert_valid(none)
+    assert "No fresh download link" in none.text
+
+
+def test_share_modal_is_a_valid_view() -> None:
+    view = build_share_modal(VEO, "C0ORIGIN")
+    View(**view).validate_json()
+    assert json.loads(view["private_metadata"]) == {
+        "product": "veo",
+        "task_id": "veo_task_abc",
+        "channel": "C0ORIGIN",
+    }
+    picker = view["blocks"][1]["element"]
+    assert picker["type"] == "conversations_select"
+    assert picker["default_to_current_conversation"] is False
+    assert view["blocks"][2]["optional"] is True
