@@ -23,6 +23,7 @@ from bot.slack.delivery import ChannelPacer, Delivery, VideoTransfers
 from bot.slack.gateway import SlackGateway, WebApiGateway
 from bot.video.download import AddressPolicy, download_session
 from bot.video.settings import MEGABYTE
+from handlers.actions import Actions
 from handlers.callbacks import CallbackIntake
 from handlers.commands import Commands
 from handlers.ops import Ops
@@ -32,6 +33,7 @@ from storage.database import StoreUnavailable, open_database, serving_lock
 from storage.leases import Leases
 from storage.outbox import Outbox
 from storage.polls import PollSchedule
+from storage.requests import RequestStore
 from storage.routes import RouteStore
 from storage.tasks import TaskStore
 from storage.videos import SavedVideos
@@ -45,6 +47,7 @@ ROUTES = web.AppKey("routes", RouteStore)
 INTAKE = web.AppKey("intake", CallbackIntake)
 SCHEDULE = web.AppKey("schedule", PollSchedule)
 OPS = web.AppKey("ops", Ops)
+REQUESTS = web.AppKey("requests", RequestStore)
 LEASES = web.AppKey("leases", Leases)
 VIDEOS = web.AppKey("videos", SavedVideos)
 #: The guarded session result videos are downloaded through (see bot/video/download.py).
@@ -90,6 +93,7 @@ def create_app(
             app[OUTBOX] = Outbox(database, clock=clock)
             app[ROUTES] = RouteStore(database, clock=clock)
             app[SCHEDULE] = PollSchedule(database, app[TASKS], clock=clock)
+            app[REQUESTS] = RequestStore(database, app[TASKS], clock=clock)
             # Replicas on one PostgreSQL database take turns per channel; SQLite has one process.
             if database.dialect == "postgresql":
                 app[LEASES] = Leases(database, clock=clock)
@@ -141,15 +145,24 @@ def create_app(
         await worker.stop()
 
     async def slash_commands(app: web.Application) -> AsyncIterator[None]:
+        actions = Actions(
+            settings,
+            app[TASKS],
+            app[ROUTES],
+            app[REQUESTS],
+            app[CLIENTS].kie,
+            clock=clock,
+        )
         if settings.slack_signing_secret is not None:
             commands = Commands(
                 settings, app[TASKS], app[ROUTES], app[SCHEDULE], app[CLIENTS].kie, clock=clock
             )
             slack_events.bolt = build_bolt(
-                settings.slack_signing_secret, app[CLIENTS].slack, commands
+                settings.slack_signing_secret, app[CLIENTS].slack, commands, actions
             )
         yield
         slack_events.bolt = None
+        await actions.close()
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
         client = app[CLIENTS].kie

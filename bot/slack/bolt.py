@@ -1,4 +1,4 @@
-"""The Bolt app: the `/kie` command and the acknowledgement of link-button clicks."""
+"""The Bolt app: the `/kie` command, the buttons on a task's card and the share modal."""
 
 from __future__ import annotations
 
@@ -9,10 +9,21 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.messages import (
+    FRESH_LINK,
+    GET_1080P,
+    POLL_NOW,
+    SHARE,
+    SHARE_VIEW,
+    UPSCALE_4K,
+)
+from handlers.actions import Actions
 from handlers.commands import Commands
 
 
-def build_bolt(signing_secret: str, client: AsyncWebClient | None, commands: Commands) -> AsyncApp:
+def build_bolt(
+    signing_secret: str, client: AsyncWebClient | None, commands: Commands, actions: Actions
+) -> AsyncApp:
     """A Bolt `AsyncApp` for our own aiohttp server; makes no network call until a request.
 
     With no bot token (console mode) the app still verifies and answers slash commands; it just
@@ -34,5 +45,29 @@ def build_bolt(signing_secret: str, client: AsyncWebClient | None, commands: Com
     @bolt.action(re.compile(r"^open_video_\d+$"))
     async def open_video(ack: Any) -> None:
         await ack()  # a link button opens the URL in the browser; Slack still expects an ack
+
+    @bolt.action(FRESH_LINK)
+    async def fresh_link(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await actions.fresh_link(ack, body, respond)
+
+    @bolt.action(GET_1080P)
+    async def get_1080p(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await actions.get_1080p(ack, body, respond)
+
+    @bolt.action(UPSCALE_4K)
+    async def upscale_4k(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await actions.upscale_4k(ack, body, respond)
+
+    @bolt.action(SHARE)
+    async def share(ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
+        await actions.share(ack, body, respond, client)
+
+    @bolt.view(SHARE_VIEW)
+    async def share_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
+        await actions.share_submitted(ack, body, view)
+
+    @bolt.action(POLL_NOW)
+    async def poll_now(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await actions.poll_now(ack, body, respond)
 
     return bolt

@@ -21,6 +21,10 @@ Answer = tuple[int, Any]  # HTTP status, JSON body
 
 RECORD_NULL: Answer = (200, {"code": 422, "msg": "record is null", "data": None})
 
+#: kie.ai's download-link, 1080p and 4K endpoints.
+DOWNLOAD_URL = "/api/v1/common/download-url"
+GET_1080P = "/api/v1/veo/get-1080p-video"
+FOUR_K = "/api/v1/veo/get-4k-video"
 #: The Market (jobs API) poll endpoint.
 MARKET_RECORD = "/api/v1/jobs/recordInfo"
 #: Market recordInfo answers by state: the repository's copies of kie.ai's examples.
@@ -33,6 +37,7 @@ class FakeKie(LocalServer):
     def __init__(self, api_key: str = "kie-test-key", tls: ssl.SSLContext | None = None) -> None:
         app = web.Application()
         app.router.add_get("/api/v1/{rest:.*}", self._get)
+        app.router.add_post("/api/v1/{rest:.*}", self._post)
         app.router.add_get("/files/{name}", self._file)
         super().__init__(app)
         #: With `tls`, the same app also answers https on `tls_port`.
@@ -44,12 +49,17 @@ class FakeKie(LocalServer):
         self.file_requests: list[str] = []
         self.api_key = api_key
         self.requests: list[tuple[str, dict[str, str]]] = []
+        #: Every POST: its path and JSON body.
+        self.posts: list[tuple[str, Any]] = []
         self.scripts: dict[tuple[str, str], list[Answer]] = defaultdict(list)
         self.credits: Answer = (200, {"code": 200, "msg": "success", "data": 100})
         self.default: Answer = RECORD_NULL
 
     def script(self, path: str, task_id: str, *answers: Answer) -> None:
-        """Answer `path?taskId=task_id` with `answers` in turn, repeating the last."""
+        """Answer `path?taskId=task_id` with `answers` in turn, repeating the last.
+
+        A POST is scripted by its body's `taskId`, or its `url` (the download-link endpoint).
+        """
         self.scripts[(path, task_id)].extend(answers)
 
     def script_market(self, task_id: str, *states: str) -> None:
@@ -129,6 +139,35 @@ class FakeKie(LocalServer):
             return _json(*self.default)
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
         return _json(*answer)
+
+    def posted(self, path: str) -> list[Any]:
+        """The JSON bodies POSTed to `path`, in order."""
+        return [body for posted, body in self.posts if posted == path]
+
+    async def _post(self, request: web.Request) -> web.Response:
+        """POSTs: scripted answers, else kie.ai's success for the download-link and 4K
+        endpoints (a fresh link on another host; the 4K request accepted)."""
+        path = request.path
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        self.posts.append((path, body))
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _json(401, {"code": 401, "msg": "You do not have access permissions"})
+        fields = body if isinstance(body, dict) else {}
+        key = str(fields.get("taskId") or fields.get("url") or "")
+        answers = self.scripts.get((path, key))
+        if answers:
+            return _json(*(answers.pop(0) if len(answers) > 1 else answers[0]))
+        if path == DOWNLOAD_URL:
+            name = key.rsplit("/", 1)[-1] or "file"
+            fresh = f"https://download.example.com/{name}?token=fresh-{len(self.posts)}"
+            return _json(200, {"code": 200, "msg": "success", "data": fresh})
+        if path == FOUR_K:
+            answer = {"code": 200, "msg": "success", "data": {"taskId": key, "resultUrls": None}}
+            return _json(200, answer)
+        return _json(*self.default)
 
 
 @dataclass

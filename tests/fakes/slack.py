@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_sdk.models.blocks import Block
+from slack_sdk.models.views import View
 
 from tests.fakes.server import LocalServer
 
@@ -93,6 +94,8 @@ class FakeSlack(LocalServer):
         self.not_joined: dict[str, str] = {}
         self.joins: list[str] = []
         self._file_ids = itertools.count(1)
+        #: Modals opened with `views.open`, as the bot sent them.
+        self.views: list[dict[str, Any]] = []
 
     @property
     def api_url(self) -> str:
@@ -173,7 +176,28 @@ class FakeSlack(LocalServer):
             return self._complete_upload(params)
         if method == "conversations.join":
             return self._join(params)
+        if method == "views.open":
+            return self._open_view(params)
         return web.json_response({"ok": True})
+
+    def _open_view(self, params: dict[str, Any]) -> web.Response:
+        """A modal: Slack checks the trigger id and the view, and answers with its id."""
+        view = params.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not isinstance(view, dict):
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        if not params.get("trigger_id"):
+            return web.json_response({"ok": False, "error": "invalid_trigger_id"})
+        try:
+            View(**view).validate_json()
+        except Exception as exc:
+            self.invalid.append(f"invalid view {view!r}: {exc}")
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        self.views.append(view)
+        return web.json_response(
+            {"ok": True, "view": {**view, "id": f"V{len(self.views):08d}", "state": {"values": {}}}}
+        )
 
     def _message(self, method: str, params: dict[str, Any]) -> web.Response:
         channel = str(params.get("channel", ""))
