@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.kie.products import PRODUCTS, PayloadError, product_names
 from bot.kie.signature import signature_problem
 from bot.metrics import Metrics
-from handlers.responses import json_answer, json_error
+from handlers.responses import json_error
 from storage.database import StoreUnavailable
 from storage.routes import RouteStore
 from storage.tasks import TaskStore
@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 #: Larger bodies are refused with 413; real callbacks are a few KiB.
 MAX_BODY_BYTES = 1024 * 1024
+#: The two answers of a stored callback, as `json_answer` writes them (encoded once).
+_RECEIVED = '{"status":"received"}'
+_DUPLICATE = '{"status":"duplicate"}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ class CallbackIntake:
                 update.task_id,
                 extra={"task_id": update.task_id},
             )
-            return json_answer({"status": "duplicate"})
+            return _answer(_DUPLICATE)
         where = {"task_id": update.task_id, "channel": ",".join(applied.channels) or None}
         log.info(
             "stored %s callback for %r: %s", slug, update.task_id, update.state.value, extra=where
@@ -112,7 +115,7 @@ class CallbackIntake:
                 update.task_id,
                 extra=where,
             )
-        return json_answer({"status": "received"})
+        return _answer(_RECEIVED)
 
 
 async def _read_limited(request: web.Request) -> bytes | None:
@@ -127,6 +130,10 @@ async def _read_limited(request: web.Request) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _answer(text: str) -> web.Response:
+    return web.Response(text=text, content_type="application/json")
 
 
 def _unavailable(exc: Exception, task_id: str | None = None) -> web.Response:
