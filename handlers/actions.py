@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.kie.client import KieClient, KieError
+from bot.kie.payload import as_mapping
 from bot.kie.products import MAX_TASK_ID, PRODUCTS, Product
 from bot.slack.messages import (
     COMMENT_MAX,
@@ -36,7 +37,7 @@ from bot.slack.messages import (
     upscale_note,
 )
 from bot.task import State, Task, TaskUpdate
-from handlers.commands import Ack, Respond, Unusable, kie_problem
+from handlers.commands import Ack, Respond, Unusable, ago, kie_problem
 from storage.database import StoreUnavailable
 from storage.requests import RequestStore
 from storage.routes import RouteStore
@@ -218,7 +219,7 @@ class Actions:
         if asking is not None:
             raise Unusable(
                 f"I am already asking kie.ai for the 1080p version of {click.shown} "
-                f"({mention(asking.user_id)} clicked {_ago(self.clock() - asking.requested_at)}); "
+                f"({mention(asking.user_id)} clicked {ago(self.clock() - asking.requested_at)}); "
                 "it will appear in the thread."
             )
         await answer.say(
@@ -275,7 +276,7 @@ class Actions:
         if making is not None:
             raise Unusable(
                 f"The 4K version of {click.shown} is already being made: "
-                f"{mention(making.user_id)} asked {_ago(self.clock() - making.requested_at)}. "
+                f"{mention(making.user_id)} asked {ago(self.clock() - making.requested_at)}. "
                 "It will arrive in the thread; nothing new was requested."
             )
         try:
@@ -300,9 +301,7 @@ class Actions:
                 "before); it will arrive in the thread. Nothing new was requested."
             )
             return
-        await self.requests.announce(
-            family, task.task_id, "4k", click.channel, upscale_note(click.user)
-        )
+        await self.requests.announce(family, task.task_id, "4k", upscale_note(click.user))
         await answer.say(
             f"Asked kie.ai for the 4K version of {click.shown}. It costs extra credits and "
             "takes 5 to 10 minutes; it will arrive in this thread."
@@ -370,16 +369,16 @@ class Actions:
 
     async def _share(self, body: Mapping[str, Any], view: Mapping[str, Any]) -> dict[str, str]:
         """The modal's errors by block id; none when the task was shared."""
-        target = _mapping(_state(view, SHARE_CHANNEL)).get("selected_conversation")
+        target = as_mapping(_state(view, SHARE_CHANNEL)).get("selected_conversation")
         if not is_channel_id(target):
             return {SHARE_CHANNEL: "Choose the channel to share the task to."}
-        comment = _mapping(_state(view, SHARE_COMMENT)).get("value")
+        comment = as_mapping(_state(view, SHARE_COMMENT)).get("value")
         comment = comment[:COMMENT_MAX] if isinstance(comment, str) else ""
         try:
             meta = json.loads(str(view.get("private_metadata") or ""))
         except (ValueError, RecursionError):
             meta = None
-        meta = _mapping(meta)
+        meta = as_mapping(meta)
         product = PRODUCTS.get(str(meta.get("product")))
         task_id, origin = meta.get("task_id"), meta.get("channel")
         if product is None or not _is_task_id(task_id) or not is_channel_id(origin):
@@ -389,7 +388,7 @@ class Actions:
             return {SHARE_CHANNEL: "I no longer know this task, so it cannot be shared."}
         if target == origin:
             return {SHARE_CHANNEL: "The task is already in this channel; choose another one."}
-        user = str(_mapping(body.get("user")).get("id") or "")
+        user = str(as_mapping(body.get("user")).get("id") or "")
         note = shared_note(user, origin, comment)
         if not await self.tasks.follow(product.family, task.task_id, target, note=note):
             return {SHARE_CHANNEL: "That channel already has this task; choose another one."}
@@ -433,12 +432,12 @@ async def _explained(answer: Answer, click: Callable[[], Click | None]) -> Async
 
 def _read_click(body: Mapping[str, Any]) -> Click:
     actions = body.get("actions")
-    action = _mapping(actions[0]) if isinstance(actions, list) and actions else {}
+    action = as_mapping(actions[0]) if isinstance(actions, list) and actions else {}
     named = read_button_value(action.get("value"))
     if named is None or named[0] not in PRODUCTS or not _is_task_id(named[1]):
         raise Unusable("This button names no task I can read; it may come from an older card.")
-    user = _mapping(body.get("user")).get("id")
-    channel = _mapping(body.get("channel")).get("id") or _mapping(body.get("container")).get(
+    user = as_mapping(body.get("user")).get("id")
+    channel = as_mapping(body.get("channel")).get("id") or as_mapping(body.get("container")).get(
         "channel_id"
     )
     trigger = body.get("trigger_id")
@@ -473,16 +472,7 @@ def _shown(task_id: str) -> str:
     return f"`{cleaned}{'…' if len(task_id) > 80 else ''}`"
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
 def _state(view: Mapping[str, Any], block: str) -> Any:
     """The value of the input `block` (its action id is the same) in a submitted view."""
-    values = _mapping(_mapping(view.get("state")).get("values"))
-    return _mapping(values.get(block)).get(block)
-
-
-def _ago(seconds: float) -> str:
-    minutes = round(max(seconds, 0) / 60)
-    return "just now" if minutes < 1 else f"{minutes} min ago"
+    values = as_mapping(as_mapping(view.get("state")).get("values"))
+    return as_mapping(values.get(block)).get(block)

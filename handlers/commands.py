@@ -177,7 +177,7 @@ class Commands:
         now = self.clock()
         lines = [f"*Recent tasks in this channel* ({len(tasks)})"] + [
             f"• `{task.task_id}` {PRODUCTS[task.product].label} — {_state_word(task)}, "
-            f"{_ago(now - task.updated_at)}"
+            f"{ago(now - task.updated_at)}"
             for task in tasks
         ]
         await reply.say("\n".join(lines))
@@ -268,7 +268,8 @@ def _state_word(task: Task) -> str:
     return {"running": "generating", "succeeded": "ready", "failed": "failed"}[task.state.value]
 
 
-def _ago(seconds: float) -> str:
+def ago(seconds: float) -> str:
+    """How long ago, as people say it: "just now", "7 min ago", "3 h ago", "2 days ago"."""
     if seconds < 90:
         return "just now"
     if seconds < 5400:

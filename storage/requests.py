@@ -91,13 +91,20 @@ class RequestStore:
             )
         )
 
-    async def announce(
-        self, family: str, task_id: str, kind: str, channel: str, mrkdwn: str
-    ) -> None:
-        """Say in the task's thread in `channel` who asked (mrkdwn made by the bot)."""
+    async def announce(self, family: str, task_id: str, kind: str, mrkdwn: str) -> None:
+        """Say in the task's thread, in every channel that follows it, who asked (mrkdwn made
+        by the bot)."""
         now = self._clock()
         key = f"requested:{kind}:{family}:{task_id}:{int(now * 1000)}"
-        await self._db.write(
-            lambda conn: enqueue_note(conn, family, task_id, channel, key, mrkdwn, now)
-        )
-        self._tasks.outbox_ready.set()
+
+        def write(conn: sqlite3.Connection) -> bool:
+            rows = conn.execute(
+                "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
+                (family, task_id),
+            ).fetchall()
+            for row in rows:
+                enqueue_note(conn, family, task_id, row["channel"], key, mrkdwn, now)
+            return bool(rows)
+
+        if await self._db.write(write):
+            self._tasks.outbox_ready.set()
