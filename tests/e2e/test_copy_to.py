@@ -76,9 +76,12 @@ async def test_copy_to_postgres_keeps_routes_threads_and_pending_work(
         await eventually(lambda: len(fake_slack.roots(CHANNEL)) == 2, timeout=15)
         # The old callback URL still posts into the channel; news of a copied task still
         # reaches its thread.
-        async with remote(new) as bot, bot.http.post(
-            f"{bot.url}/callbacks/veo-4k/{token}", json=load("veo-4k-success.json")
-        ) as response:
+        async with (
+            remote(new) as bot,
+            bot.http.post(
+                f"{bot.url}/callbacks/veo-4k/{token}", json=load("veo-4k-success.json")
+            ) as response,
+        ):
             assert response.status == 200
         [reply] = await eventually(lambda: fake_slack.replies(root), timeout=15)
         assert "3f9c2a7b1d4e_4k.mp4" in reply.content
