@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -116,3 +118,23 @@ class Remote:
 async def remote(bot: BotProcess) -> AsyncIterator[Remote]:
     async with aiohttp.ClientSession() as http:
         yield Remote(bot.url, http)
+
+
+async def kie_slack(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """Run the `kie-slack` command line in a thread, so that the fakes in this loop answer."""
+    return await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bot", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def outbox_counts(database: Path) -> dict[str, int]:
+    """Outbox rows per status in a SQLite store, read straight from the file."""
+    with sqlite3.connect(database) as db:
+        return dict(db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall())

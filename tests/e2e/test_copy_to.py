@@ -3,27 +3,16 @@ keeps the callback URLs, the threads and the work still to do."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
-import subprocess
-import sys
 
 import psycopg
 
 from tests.conftest import eventually, load, slash
-from tests.e2e.processes import BotProcess, free_port, remote, service_env
+from tests.e2e.processes import BotProcess, free_port, kie_slack, outbox_counts, remote, service_env
 
 CHANNEL = "C0MOVING"
-
-
-def kie_slack(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def test_copy_to_postgres_keeps_routes_threads_and_pending_work(
@@ -33,7 +22,7 @@ async def test_copy_to_postgres_keeps_routes_threads_and_pending_work(
     env["SLACK_SAVE_VIDEOS"] = "off"
     old = BotProcess(env, tmp_path, int(env["PORT"]))
     try:
-        old.wait_healthy()
+        await asyncio.to_thread(old.wait_healthy)
         async with remote(old) as bot:
             _, answer = await slash(bot, fake_slack, "url", channel=CHANNEL)
             token = re.search(r"/callbacks/veo/([\w-]+)", json.dumps(answer))[1]
@@ -47,16 +36,16 @@ async def test_copy_to_postgres_keeps_routes_threads_and_pending_work(
                 f"{bot.url}/callbacks/runway/{token}", json=load("runway-success.json")
             ) as response:
                 assert response.status == 200
-            await eventually(lambda: "1 failed" in kie_slack("outbox", env=env).stdout)
+            await eventually(lambda: outbox_counts(tmp_path / "small.db").get("failed") == 1)
     finally:
         assert old.terminate() == 0
 
-    refused = kie_slack("copy-to", "mysql://nowhere", env=env)
+    refused = await kie_slack("copy-to", "mysql://nowhere", env=env)
     assert refused.returncode == 2 and "postgresql://" in refused.stdout
-    copied = kie_slack("copy-to", postgres_url, env=env)
+    copied = await kie_slack("copy-to", postgres_url, env=env)
     assert copied.returncode == 0, copied.stdout + copied.stderr
     assert "tasks: 2 rows" in copied.stdout and "routes: 1 rows" in copied.stdout
-    again = kie_slack("copy-to", postgres_url, env=env)
+    again = await kie_slack("copy-to", postgres_url, env=env)
     assert again.returncode == 1 and "empty database" in again.stdout
 
     with psycopg.connect(postgres_url) as db:
@@ -71,8 +60,8 @@ async def test_copy_to_postgres_keeps_routes_threads_and_pending_work(
     moved = {**env, "DATABASE_URL": postgres_url, "PORT": str(free_port())}
     new = BotProcess(moved, tmp_path, int(moved["PORT"]))
     try:
-        new.wait_healthy()
-        assert kie_slack("outbox", "retry", "--failed", env=moved).returncode == 0
+        await asyncio.to_thread(new.wait_healthy)
+        assert (await kie_slack("outbox", "retry", "--failed", env=moved)).returncode == 0
         await eventually(lambda: len(fake_slack.roots(CHANNEL)) == 2, timeout=15)
         # The old callback URL still posts into the channel; news of a copied task still
         # reaches its thread.

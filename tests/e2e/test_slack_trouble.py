@@ -3,16 +3,15 @@ operator, and nothing waits behind a row that failed for good."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
-import subprocess
-import sys
 
 import pytest
 
 import bot.slack.delivery
 from tests.conftest import CALLBACKS, eventually, load, scrape
-from tests.e2e.processes import BotProcess, free_port, service_env
+from tests.e2e.processes import BotProcess, free_port, kie_slack, outbox_counts, service_env
 
 CHANNEL = "C0TROUBLE"
 VEO_TASK = "veo_task_3f9c2a7b1d4e"
@@ -120,38 +119,27 @@ async def test_metrics_after_network_errors_hold_no_exception_text(start_bot, fa
 async def test_operator_resends_a_refused_row_while_the_bot_runs(tmp_path, fake_slack):
     fake_slack.channel_errors["C0PRIVATE"] = "not_in_channel"
     env = service_env(tmp_path, free_port(), "bot.db", slack=fake_slack)
-    env["KIE_DEFAULT_CHANNEL"] = "C0PRIVATE"
+    env |= {"KIE_DEFAULT_CHANNEL": "C0PRIVATE", "SLACK_SAVE_VIDEOS": "off"}
     process = BotProcess(env, tmp_path, int(env["PORT"]))
     try:
-        process.wait_healthy()
-        sent = kie_slack("send", "veo", str(CALLBACKS / "veo-success.json"), env=env)
+        await asyncio.to_thread(process.wait_healthy)
+        sent = await kie_slack("send", "veo", str(CALLBACKS / "veo-success.json"), env=env)
         assert sent.returncode == 0, sent.stderr
-        await eventually(lambda: "1 failed" in kie_slack("outbox", env=env).stdout, timeout=15)
-        listing = kie_slack("outbox", env=env).stdout
+        await eventually(lambda: outbox_counts(tmp_path / "bot.db").get("failed") == 1)
+        listing = (await kie_slack("outbox", env=env)).stdout
         assert "not_in_channel" in listing and VEO_TASK in listing and "C0PRIVATE" in listing
         assert "0 pending, 1 failed" in listing
 
         del fake_slack.channel_errors["C0PRIVATE"]  # the bot was invited
-        retried = kie_slack("outbox", "retry", "--failed", env=env)
+        retried = await kie_slack("outbox", "retry", "--failed", env=env)
         assert retried.returncode == 0 and "due again" in retried.stdout
         [root] = await eventually(lambda: fake_slack.roots("C0PRIVATE"), timeout=10)
         assert VEO_TASK in root.text
-        await eventually(
-            lambda: "No pending or failed" in kie_slack("outbox", env=env).stdout, timeout=10
-        )
-        again = kie_slack("outbox", "retry", "1", env=env)
+        await eventually(lambda: set(outbox_counts(tmp_path / "bot.db")) == {"done"})
+        assert "No pending or failed" in (await kie_slack("outbox", env=env)).stdout
+        again = await kie_slack("outbox", "retry", "1", env=env)
         assert again.returncode == 1 and "Not pending or failed" in again.stdout
-        check = kie_slack("check", env=env)
+        check = await kie_slack("check", env=env)
         assert "0 pending, 0 failed" in check.stdout
     finally:
         assert process.terminate() == 0
-
-
-def kie_slack(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
