@@ -73,6 +73,12 @@ class Task:
     model: str | None = None
     credits: float | None = None
     polled_at: float | None = None
+    #: Set for a task started from Slack: who asked (a user id), the request as JSON (for
+    #: `Again`), and the task it repeats with a link to that task's message.
+    requested_by: str | None = None
+    request: str | None = None
+    origin: str | None = None
+    origin_link: str | None = None
 
     @classmethod
     def first(cls, update: TaskUpdate, now: float) -> Task:

@@ -13,6 +13,7 @@ import fcntl
 import functools
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -25,6 +26,11 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 2000
 #: The most writes grouped into one transaction.
 MAX_BATCH = 200
+#: SQLite copies its write-ahead log into the database file (a checkpoint, which waits for the
+#: disk) at most this often, in the background, after a commit (seconds).
+CHECKPOINT_EVERY = 0.25
+#: Should the background checkpoints fall behind, a commit checkpoints at this many log pages.
+WAL_LIMIT_PAGES = 10_000
 
 #: Each entry moves the schema one version up; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -164,6 +170,27 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (family, task_id, kind)
     );
     """,
+    # 7: generations started from Slack: who asked for a task, what they asked (for `Again`) and
+    # which task it repeats; a follower whose messages go into another task's thread (`Extend`);
+    # and the key of each submission, so Slack's retries and double clicks start nothing twice.
+    """
+    ALTER TABLE tasks ADD COLUMN requested_by TEXT;
+    ALTER TABLE tasks ADD COLUMN request TEXT;
+    ALTER TABLE tasks ADD COLUMN origin TEXT;
+    ALTER TABLE tasks ADD COLUMN origin_link TEXT;
+    ALTER TABLE task_channels ADD COLUMN thread_of TEXT;
+    CREATE TABLE submissions (
+        key        TEXT PRIMARY KEY,
+        channel    TEXT NOT NULL,
+        user_id    TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        family     TEXT,
+        task_id    TEXT,
+        outcome    TEXT,
+        created_at REAL NOT NULL,
+        done_at    REAL
+    );
+    """,
 )
 
 
@@ -241,6 +268,10 @@ class Database:
                 raise
             for (_, future), result in zip(batch, results, strict=True):
                 _settle(future, result=result)
+            self.committed()
+
+    def committed(self) -> None:
+        """Called after each committed group of writes (a backend may tidy up then)."""
 
     async def _write_each(
         self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
@@ -269,9 +300,13 @@ class SqliteDatabase(Database):
     thread call `fn` there, as one hand-off like any statement.
     """
 
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         super().__init__()
         self._conn = conn
+        self._path = path
+        self._checkpointer: aiosqlite.Connection | None = None
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._checkpoint_at = -CHECKPOINT_EVERY
 
     @classmethod
     async def open_file(cls, path: Path) -> SqliteDatabase:
@@ -280,7 +315,7 @@ class SqliteDatabase(Database):
             conn = await aiosqlite.connect(path, isolation_level=None, factory=_Connection)
         except Exception as exc:
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
-        db = cls(conn)
+        db = cls(conn, path)
         try:
             await db.run(_prepare)
         except Exception:
@@ -289,7 +324,30 @@ class SqliteDatabase(Database):
         return db
 
     async def close(self) -> None:
+        if self._checkpoint is not None:
+            await self._checkpoint
+        if self._checkpointer is not None:
+            await self._checkpointer.close()
         await self._conn.close()
+
+    def committed(self) -> None:
+        """Start a checkpoint on a connection of its own, unless one ran a moment ago: commits
+        do not wait for the disk, and it never holds back a writer (PASSIVE)."""
+        now = time.monotonic()
+        if now - self._checkpoint_at < CHECKPOINT_EVERY:
+            return
+        if self._checkpoint is not None and not self._checkpoint.done():
+            return
+        self._checkpoint_at = now
+        self._checkpoint = asyncio.create_task(self._checkpoint_log())
+
+    async def _checkpoint_log(self) -> None:
+        try:
+            if self._checkpointer is None:
+                self._checkpointer = await aiosqlite.connect(self._path, isolation_level=None)
+            await self._checkpointer.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
+        except (sqlite3.Error, ValueError) as exc:  # the next commit tries again
+            log.debug("write-ahead log checkpoint failed: %s", exc)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -414,6 +472,7 @@ def _prepare(conn: sqlite3.Connection) -> None:
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_LIMIT_PAGES}")  # see SqliteDatabase.committed
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version > len(MIGRATIONS):

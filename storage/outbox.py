@@ -268,6 +268,16 @@ class Outbox:
         )
         return (found["root_ts"], found["root_event_id"]) if found else (None, None)
 
+    async def borrowed(self, row: OutboxRow) -> bool:
+        """True when the row's task posts into another task's thread in its channel (an
+        extension of a video): that thread's root is not the task's own card."""
+        found = await self._db.fetchone(
+            """SELECT thread_of FROM task_channels
+               WHERE family = ? AND task_id = ? AND channel = ?""",
+            (row.family, row.task_id, row.channel),
+        )
+        return found is not None and found[0] is not None
+
     async def last_event_id(self, family: str, task_id: str) -> int | None:
         row = await self._db.fetchone(
             "SELECT MAX(id) FROM events WHERE family = ? AND task_id = ? AND news = 1",

@@ -363,9 +363,73 @@ def _task(row: sqlite3.Row) -> Task:
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
         polled_at=row["polled_at"],
+        requested_by=row["requested_by"],
+        request=row["request"],
+        origin=row["origin"],
+        origin_link=row["origin_link"],
     )
 
 
 def event_update(row: sqlite3.Row) -> TaskUpdate:
     """The `TaskUpdate` an event row recorded."""
     return TaskUpdate(**_shared_fields(row), raw=json.loads(row["body"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """How a task was started from Slack: who asked (a user id), the request as JSON, and the
+    task it repeats with a link to that task's message, when it is a repeat."""
+
+    requested_by: str
+    request: str
+    origin: str | None = None
+    origin_link: str | None = None
+
+
+def record_started(
+    conn: sqlite3.Connection,
+    update: TaskUpdate,
+    channel: str,
+    now: float,
+    started: Started,
+    *,
+    thread: tuple[str, str] | None = None,
+    note: str | None = None,
+) -> Applied:
+    """Record a task that was just started from Slack, in the caller's write transaction.
+
+    The task is stored from `update` (running) with who asked and what, and `channel` follows
+    it: with a root message of its own, or, with `thread` (another task's id and its root's ts in
+    `channel`), in that task's thread, starting with `note` (mrkdwn made by the bot). The other
+    task's root keeps showing that task.
+    """
+    family = PRODUCTS[update.product].family
+    applied = _apply(update, canonical_json(update.raw), None, now, conn)
+    conn.execute(
+        """UPDATE tasks SET requested_by = COALESCE(requested_by, ?),
+               request = COALESCE(request, ?), origin = COALESCE(origin, ?),
+               origin_link = COALESCE(origin_link, ?)
+           WHERE family = ? AND task_id = ?""",
+        (
+            started.requested_by,
+            started.request,
+            started.origin,
+            started.origin_link,
+            family,
+            update.task_id,
+        ),
+    )
+    if thread is None:
+        if _add_follower(conn, family, update.task_id, channel, now):
+            enqueue_root(conn, family, update.task_id, channel, now)
+        return applied
+    origin, root_ts = thread
+    added = conn.execute(
+        """INSERT INTO task_channels (family, task_id, channel, root_ts, followed_at, thread_of)
+           VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+        (family, update.task_id, channel, root_ts, now, origin),
+    ).rowcount
+    if added and note:
+        key = f"started:{family}:{update.task_id}"
+        enqueue_note(conn, family, update.task_id, channel, key, note, now)
+    return applied

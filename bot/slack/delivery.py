@@ -394,6 +394,9 @@ class Delivery:
         if root_ts is None or task is None:
             await self._outbox.skip(row, "no root message to update")
             return
+        if await self._outbox.borrowed(row):  # an extension: the root shows the video it extends
+            await self._outbox.skip(row, "the thread's root shows another task")
+            return
         saved = await self._saved_outcomes(row)
 
         def render(image: bool) -> Message:

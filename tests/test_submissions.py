@@ -1,0 +1,137 @@
+"""Submissions on every backend: a key claimed once, a double-click window, and the transaction
+that records a started task with who asked, its follower and its first message."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.task import State, TaskUpdate
+from storage.database import Database, open_database
+from storage.outbox import Outbox
+from storage.submissions import Claim, SubmissionStore
+from storage.tasks import Started, TaskStore
+
+Opener = Callable[[], Awaitable[Database]]
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request, tmp_path: Path) -> AsyncIterator[Database]:
+    postgres = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    database = await open_database(tmp_path / "store.db", postgres)
+    yield database
+    await database.close()
+
+
+def running(task_id: str, product: str = "veo") -> TaskUpdate:
+    return TaskUpdate(
+        product=product,
+        task_id=task_id,
+        state=State.RUNNING,
+        prompt="a paper boat",
+        source="request",
+        raw={"taskId": task_id},
+    )
+
+
+async def test_a_key_is_claimed_once_and_remembers_what_became_of_it(db):
+    clock = Clock()
+    tasks = TaskStore(db, clock=clock)
+    store = SubmissionStore(db, tasks, clock=clock)
+    claim = Claim(("slash:1.2.3",))
+    assert await store.claim(claim, "C1", "U1") is None
+    held = await store.claim(claim, "C1", "U1")
+    assert held is not None and held.state == "claimed"
+    await store.refused(claim, "kie.ai said no")
+    held = await store.claim(claim, "C1", "U1")
+    assert held is not None and (held.state, held.outcome) == ("refused", "kie.ai said no")
+    other = Claim(("slash:4.5.6",))
+    assert await store.claim(other, "C1", "U1") is None
+    await store.started(other, running("veo_task_1"), "C1", Started("U1", '{"product":"veo"}'))
+    held = await store.claim(other, "C1", "U1")
+    assert held is not None and (held.state, held.task_id) == ("submitted", "veo_task_1")
+
+
+async def test_a_window_key_holds_for_its_seconds_and_nothing_is_half_claimed(db):
+    clock = Clock()
+    store = SubmissionStore(db, TaskStore(db, clock=clock), clock=clock)
+    first = Claim(("click:1:U1",), window=("again:veo:t:C1:U1", 10.0))
+    assert await store.claim(first, "C1", "U1") is None
+    clock.now += 5
+    second = Claim(("click:2:U1",), window=("again:veo:t:C1:U1", 10.0))
+    held = await store.claim(second, "C1", "U1")
+    assert held is not None and held.key == "again:veo:t:C1:U1"
+    # The second click's own key was rolled back with the window's: a retry of it is held
+    # only by the window, and claims once the window has passed.
+    clock.now += 6
+    assert await store.claim(second, "C1", "U1") is None
+    assert (await store.claim(second, "C1", "U1")) is not None
+
+
+async def test_started_records_the_task_who_asked_and_its_root(db):
+    clock = Clock()
+    tasks = TaskStore(db, clock=clock)
+    store = SubmissionStore(db, tasks, clock=clock)
+    claim = Claim(("view:V1",))
+    await store.claim(claim, "C1", "U1")
+    started = Started("U1", '{"product":"veo","prompt":"a paper boat"}', "veo_task_0", None)
+    applied = await store.started(claim, running("veo_task_1"), "C1", started)
+    assert not applied.duplicate
+    task = await tasks.get("veo", "veo_task_1")
+    assert task is not None and task.state is State.RUNNING
+    assert (task.requested_by, task.request, task.origin) == (
+        "U1",
+        started.request,
+        "veo_task_0",
+    )
+    rows = await db.fetchall("SELECT kind, channel, task_id FROM outbox ORDER BY id")
+    assert [tuple(row) for row in rows] == [("root", "C1", "veo_task_1")]
+    # A callback that follows changes the task, not who asked.
+    await tasks.apply(
+        TaskUpdate("veo", "veo_task_1", State.SUCCEEDED, video_urls=("https://e.co/v.mp4",))
+    )
+    task = await tasks.get("veo", "veo_task_1")
+    assert task is not None and task.state is State.SUCCEEDED and task.requested_by == "U1"
+
+
+async def test_an_extension_goes_into_the_thread_of_the_video_it_extends(db):
+    clock = Clock()
+    tasks = TaskStore(db, clock=clock)
+    store = SubmissionStore(db, tasks, clock=clock)
+    outbox = Outbox(db, clock=clock)
+    await tasks.apply(running("veo_task_0"), channel="C1")
+    root = await outbox.head("C1")
+    assert root is not None
+    await outbox.done(root, root_ts="111.222", shown_event=None)
+    assert await store.thread_root("veo", "veo_task_0", "C1") == "111.222"
+    assert await store.thread_root("veo", "veo_task_0", "C2") is None
+    claim = Claim(("view:V2",))
+    await store.claim(claim, "C1", "U1")
+    await store.started(
+        claim,
+        running("veo_extend_task_1"),
+        "C1",
+        Started("U1", '{"product":"veo","prompt":"on","extends":"veo_task_0"}', "veo_task_0"),
+        thread=("veo_task_0", "111.222"),
+        note="⏩ <@U1> asked to extend this video",
+    )
+    rows = await db.fetchall(
+        "SELECT task_id, root_ts, thread_of FROM task_channels ORDER BY task_id"
+    )
+    assert [tuple(row) for row in rows] == [
+        ("veo_extend_task_1", "111.222", "veo_task_0"),
+        ("veo_task_0", "111.222", None),
+    ]
+    note = await outbox.head("C1")
+    assert note is not None and (note.kind, note.task_id) == ("note", "veo_extend_task_1")
+    assert await outbox.borrowed(note) and not await outbox.borrowed(root)
