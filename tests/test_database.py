@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 
 import pytest
 
-from storage.database import MIGRATIONS, Database, StoreUnavailable
+from storage.database import MIGRATIONS, WAL_LIMIT_PAGES, Database, StoreUnavailable
 
 
 def insert(token: str):
@@ -122,3 +123,27 @@ async def test_run_passes_errors_on_and_a_closed_store_is_unavailable(tmp_path):
     await db.close()
     with pytest.raises(StoreUnavailable):
         await db.fetchone("SELECT 1")
+
+
+async def test_the_log_is_checkpointed_in_the_background_not_by_commits(tmp_path):
+    path = tmp_path / "d.db"
+    db = await Database.open(path)
+    try:
+        limit = await db.fetchone("PRAGMA wal_autocheckpoint")
+        assert limit is not None and limit[0] == WAL_LIMIT_PAGES
+        await db.write(insert("c"))
+
+        def in_database_file() -> list[str]:  # the main file alone, without the log
+            with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as c:
+                try:
+                    return [row[0] for row in c.execute("SELECT token FROM routes")]
+                except sqlite3.OperationalError:  # not even the schema is there yet
+                    return []
+
+        for _ in range(100):
+            if in_database_file() == ["c"]:
+                break
+            await asyncio.sleep(0.05)
+        assert in_database_file() == ["c"]
+    finally:
+        await db.close()
