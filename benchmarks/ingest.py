@@ -9,7 +9,10 @@ Targets, each a subprocess on 127.0.0.1, all measured in one run:
   kie-slack SQLite   `python -m bot serve` on a fresh SQLite file (console mode, so every new task
                      also gets its follower and outbox row, as with a default channel)
   kie-slack Postgres with `--postgres URL` (or a postgresql:// DATABASE_URL); otherwise, or when
-                     the bot does not start with that URL, the table says "not measured" and why
+                     the bot does not start with that URL, the table says "not measured" and why.
+                     The run adds rows to that database: give it a throwaway one. Its CPU per
+                     request is the bot's alone (PostgreSQL's own processes are not counted,
+                     nor pinned)
 
 With two CPUs or more, the load generators and this script run on one CPU and the servers on
 another (`taskset`), so neither steals the other's time. Every request is a signed Veo success
@@ -363,6 +366,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         f"  {args.rounds} round(s); per target: wrk {args.seconds:g} s with {args.connections} "
         f"connections, then {args.rate:g} req/s open loop for {args.seconds:g} s"
     )
+    print(f"  kie-slack with LOG_LEVEL={args.log_level} (--log-level; the bot's default is INFO)")
     print(f"  load average before: {load()}")
     plans = Plans(tmp)
     targets = await start_targets(args, tmp, cpus)
