@@ -17,7 +17,7 @@ from bot.config import Settings
 from bot.kie.client import KieClient
 from bot.metrics import Metrics
 from bot.polling import Poller, start_scheduler
-from bot.slack.bolt import build_bolt
+from bot.slack.bolt import build_bolt, register_generate
 from bot.slack.console import ConsoleGateway
 from bot.slack.delivery import ChannelPacer, Delivery, VideoTransfers
 from bot.slack.gateway import SlackGateway, WebApiGateway
@@ -26,6 +26,7 @@ from bot.video.settings import MEGABYTE
 from handlers.actions import Actions
 from handlers.callbacks import CallbackIntake
 from handlers.commands import Commands
+from handlers.generate import Generate
 from handlers.ops import Ops
 from handlers.responses import json_error
 from handlers.slack_events import SlackEvents
@@ -35,6 +36,7 @@ from storage.outbox import Outbox
 from storage.polls import PollSchedule
 from storage.requests import RequestStore
 from storage.routes import RouteStore
+from storage.submissions import SubmissionStore
 from storage.tasks import TaskStore
 from storage.videos import SavedVideos
 
@@ -50,6 +52,7 @@ OPS = web.AppKey("ops", Ops)
 REQUESTS = web.AppKey("requests", RequestStore)
 LEASES = web.AppKey("leases", Leases)
 VIDEOS = web.AppKey("videos", SavedVideos)
+SUBMISSIONS = web.AppKey("submissions", SubmissionStore)
 #: The guarded session result videos are downloaded through (see bot/video/download.py).
 DOWNLOADS = web.AppKey("downloads", aiohttp.ClientSession)
 
@@ -94,6 +97,7 @@ def create_app(
             app[ROUTES] = RouteStore(database, clock=clock)
             app[SCHEDULE] = PollSchedule(database, app[TASKS], clock=clock)
             app[REQUESTS] = RequestStore(database, app[TASKS], clock=clock)
+            app[SUBMISSIONS] = SubmissionStore(database, app[TASKS], clock=clock)
             # Replicas on one PostgreSQL database take turns per channel; SQLite has one process.
             if database.dialect == "postgresql":
                 app[LEASES] = Leases(database, clock=clock)
@@ -154,12 +158,28 @@ def create_app(
             clock=clock,
         )
         if settings.slack_signing_secret is not None:
+            generate = Generate(
+                settings,
+                app[TASKS],
+                app[ROUTES],
+                app[SCHEDULE],
+                app[SUBMISSIONS],
+                app[CLIENTS].kie,
+                slack=app[CLIENTS].slack,
+            )
             commands = Commands(
-                settings, app[TASKS], app[ROUTES], app[SCHEDULE], app[CLIENTS].kie, clock=clock
+                settings,
+                app[TASKS],
+                app[ROUTES],
+                app[SCHEDULE],
+                app[CLIENTS].kie,
+                clock=clock,
+                generate=generate,
             )
             slack_events.bolt = build_bolt(
                 settings.slack_signing_secret, app[CLIENTS].slack, commands, actions
             )
+            register_generate(slack_events.bolt, generate)
         yield
         slack_events.bolt = None
         await actions.close()

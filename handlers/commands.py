@@ -1,4 +1,5 @@
-"""The `/kie` slash command: help, status, poll, list, url, credits."""
+"""The `/kie` slash command: help, status, poll, list, url, credits; new, veo and runway
+start generations (handlers/generate.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.config import Settings
 from bot.kie.client import KieClient, KieError
@@ -19,6 +20,9 @@ from storage.database import StoreUnavailable
 from storage.polls import PollSchedule
 from storage.routes import RouteStore
 from storage.tasks import TaskStore
+
+if TYPE_CHECKING:
+    from handlers.generate import Generate
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,8 @@ USAGE = f"""*/kie* — kie.ai video tasks in Slack
 • `/kie list` — this channel's most recent tasks
 • `/kie url` — the callback URLs that post into this channel (paste one as `callBackUrl`)
 • `/kie credits` — remaining kie.ai credits
+• `/kie veo <prompt>`, `/kie runway <prompt>` — start a video here (costs kie.ai credits)
+• `/kie new` — a form to start a video: model, prompt, image, options
 • `/kie help` — this text
 Products: {product_names()}."""
 
@@ -58,6 +64,8 @@ class Commands:
     schedule: PollSchedule
     client: KieClient | None
     clock: Callable[[], float] = field(default=time.time)
+    #: Starts generations (`new`, `veo`, `runway`); None where the bot cannot.
+    generate: Generate | None = None
 
     async def handle(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         """Answer one `/kie` invocation; never raises for anything the user typed."""
@@ -68,7 +76,7 @@ class Commands:
         words = text.split()
         sub = words[0].lower() if words else "help"
         log.info("/kie %r from %s in %s", sub[:20], user, channel)
-        work = asyncio.ensure_future(self._answer(reply, sub, words[1:], channel, user))
+        work = asyncio.ensure_future(self._answer(reply, sub, words[1:], channel, user, command))
         await asyncio.wait([work], timeout=ACK_WITHIN)
         if not work.done() and not reply.acknowledged:
             # Slack gives up after 3 s: acknowledge now, the answer follows by response URL.
@@ -76,10 +84,23 @@ class Commands:
         await work
 
     async def _answer(
-        self, reply: Reply, sub: str, args: list[str], channel: str, user: str
+        self,
+        reply: Reply,
+        sub: str,
+        args: list[str],
+        channel: str,
+        user: str,
+        command: dict[str, Any],
     ) -> None:
         try:
-            if sub == "help":
+            if sub in ("new", "veo", "runway"):
+                if self.generate is None:
+                    raise Unusable("Starting videos from Slack is not available in this bot.")
+                if sub == "new":
+                    await self.generate.open_form(reply, command)
+                else:
+                    await self.generate.slash(reply, sub, command)
+            elif sub == "help":
                 await reply.say(USAGE)
             elif sub == "status":
                 await self._status(reply, args)
@@ -304,6 +325,12 @@ class Reply:
             await self._ack(**answer)
         else:
             await self._respond(**answer, replace_original=False)
+
+    async def done(self) -> None:
+        """Acknowledge with no answer, unless something was answered already."""
+        if not self.acknowledged:
+            self.acknowledged = True
+            await self._ack()
 
     async def card(self, task: Task, note: str | None = None) -> None:
         message = _with_note(build_task_message(task), note)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import secrets
@@ -229,6 +230,9 @@ def signed_form_headers(body: str, secret: str = SIGNING_SECRET) -> dict[str, st
     }
 
 
+_TRIGGERS = itertools.count(1)
+
+
 async def slash(
     bot: Bot,
     slack: FakeSlack,
@@ -237,8 +241,14 @@ async def slash(
     channel: str = "C0CMD",
     user: str = "U0USER",
     secret: str = SIGNING_SECRET,
+    trigger_id: str | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
-    """A signed `/kie` slash command over HTTP; returns the HTTP status and the JSON answer."""
+    """A signed `/kie` slash command over HTTP; returns the HTTP status and the JSON answer.
+
+    Each call has a trigger id of its own unless `trigger_id` is given (Slack's retry of one
+    invocation carries the same one); `headers` are added (e.g. `X-Slack-Retry-Num`).
+    """
     from urllib.parse import urlencode
 
     body = urlencode(
@@ -248,13 +258,13 @@ async def slash(
             "user_id": user,
             "command": "/kie",
             "text": text,
-            "trigger_id": "1.2.3",
+            "trigger_id": trigger_id or f"{next(_TRIGGERS)}.2.3",
             "api_app_id": "A0APP",
             "response_url": slack.response_url(),
         }
     )
-    headers = signed_form_headers(body, secret)
-    async with bot.http.post(f"{bot.url}/slack/events", data=body, headers=headers) as response:
+    sent = signed_form_headers(body, secret) | (headers or {})
+    async with bot.http.post(f"{bot.url}/slack/events", data=body, headers=sent) as response:
         raw = await response.text()
         try:
             return response.status, json.loads(raw)

@@ -9,7 +9,10 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.forms import EXTEND_VIEW, NEW_VIEW
 from bot.slack.messages import (
+    AGAIN,
+    EXTEND,
     FRESH_LINK,
     GET_1080P,
     POLL_NOW,
@@ -19,6 +22,7 @@ from bot.slack.messages import (
 )
 from handlers.actions import Actions
 from handlers.commands import Commands
+from handlers.generate import Generate
 
 
 def build_bolt(
@@ -71,3 +75,24 @@ def build_bolt(
         await actions.poll_now(ack, body, respond)
 
     return bolt
+
+
+def register_generate(bolt: AsyncApp, generate: Generate) -> None:
+    """Route the buttons and forms that start generations (`/kie` itself routes `new`, `veo`
+    and `runway` to `generate`)."""
+
+    @bolt.action(AGAIN)
+    async def again(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await generate.again(ack, body, respond)
+
+    @bolt.action(EXTEND)
+    async def extend(ack: Any, body: dict[str, Any], respond: Any) -> None:
+        await generate.extend(ack, body, respond)
+
+    @bolt.view(NEW_VIEW)
+    async def new_submitted(ack: Any, body: dict[str, Any]) -> None:
+        await generate.form_submitted(ack, body)
+
+    @bolt.view(EXTEND_VIEW)
+    async def extend_submitted(ack: Any, body: dict[str, Any]) -> None:
+        await generate.extend_submitted(ack, body)

@@ -18,6 +18,7 @@ from typing import Any, TypeGuard
 
 from bot.kie.failures import Explanation, explain_failure
 from bot.kie.products import PRODUCTS, RESULT_RETENTION_DAYS, model_name
+from bot.kie.submit import GenerationRequest
 from bot.task import Source, State, Task, TaskUpdate
 from bot.video.saved import SavedVideo
 
@@ -195,7 +196,28 @@ def _summary(item: Task | TaskUpdate) -> str:
         lines.append(f"*Prompt:* {escape(_truncate(_one_line(item.prompt), PROMPT_EXCERPT))}")
     if item.credits is not None:
         lines.append(f"*Credits used:* {_amount(item.credits)}")
+    if isinstance(item, Task):  # started from Slack: who asked, and what it repeats
+        if item.requested_by:
+            lines.append(f"*Asked by:* {mention(item.requested_by)}")
+        if item.origin:
+            lines.append(_origin_line(item, item.origin))
     return "\n".join(lines)
+
+
+#: What a link to a Slack message looks like (built by the bot from a click's payload).
+_MESSAGE_LINK = re.compile(r"https://[a-z0-9-]{1,63}\.slack\.com/archives/[A-Z0-9]{3,30}/p\d{6,20}")
+
+
+def _origin_line(task: Task, origin: str) -> str:
+    """The line naming the task this one repeats ("Again of") or extends ("Extends"), linked to
+    that task's message when the link is known."""
+    request = GenerationRequest.from_json(task.request)
+    what = "*Extends:*" if request is not None and request.extends else "*Again of:*"
+    shown = _code(origin)
+    link = task.origin_link or ""
+    if _MESSAGE_LINK.fullmatch(link):
+        return f"{what} {shown} (<{link}|its message>)"
+    return f"{what} {shown}"
 
 
 def _model(item: Task | TaskUpdate) -> str:
@@ -330,6 +352,7 @@ def _failed(item: Task | TaskUpdate) -> Message:
         _header(f"❌ {label} task failed"),
         _section(_summary(item)),
         _section("\n".join(_failure_lines(item, explanation))),
+        *(task_actions(item) if isinstance(item, Task) else []),
         *_poll_note(item.source),
     ]
     text = f"❌ {label}{_about(item)} task {_short_id(item.task_id)} failed: {explanation.heading}"
@@ -413,6 +436,9 @@ GET_1080P = "kie_get_1080p"
 UPSCALE_4K = "kie_upscale_4k"
 SHARE = "kie_share"
 POLL_NOW = "kie_poll_now"
+#: Starting generations from a card: the same request again, and (Veo) the video continued.
+AGAIN = "kie_again"
+EXTEND = "kie_extend"
 SHARE_VIEW = "kie_share"
 #: The share modal's inputs: the block id and the action id of each.
 SHARE_CHANNEL = "channel"
@@ -493,7 +519,8 @@ def read_button_value(value: Any) -> tuple[str, str] | None:
 def task_actions(task: Task) -> list[dict[str, Any]]:
     """The actions block of a task's card, or none: on a success `Fresh link`, on Veo
     `Get 1080p` and `Upscale to 4K` (behind a confirm dialog), and `Share to channel`; on a
-    running task `Poll now`."""
+    running task `Poll now`; on a task started from Slack that ended `Again`; on a Veo success
+    `Extend`."""
     value = button_value(task)
     product = PRODUCTS.get(task.product)
     if product is None or len(value) > VALUE_MAX:
@@ -509,6 +536,10 @@ def task_actions(task: Task) -> list[dict[str, Any]]:
         elements.append(_action("Share to channel", SHARE, value))
     elif task.state is State.RUNNING:
         elements.append(_action("Poll now", POLL_NOW, value))
+    if task.state.is_final and task.request:  # started from Slack: the same request again
+        elements.append(_action("Again", AGAIN, value))
+    if task.state is State.SUCCEEDED and product.family == "veo":
+        elements.append(_action("Extend", EXTEND, value))
     if not elements:
         return []
     return [{"type": "actions", "elements": elements[:ACTIONS_MAX]}]

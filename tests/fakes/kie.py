@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import ssl
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator
@@ -13,9 +14,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
 
+import aiohttp
 from aiohttp import web
 
+from bot.kie.signature import signed_headers
 from tests.fakes.server import LocalServer
+
+#: kie.ai's endpoints that start a generation, and the product whose callbacks they send.
+GENERATE = {
+    "/api/v1/veo/generate": "veo",
+    "/api/v1/veo/extend": "veo",
+    "/api/v1/runway/generate": "runway",
+    "/api/v1/jobs/createTask": "market",
+}
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
 Answer = tuple[int, Any]  # HTTP status, JSON body
 
@@ -52,6 +64,11 @@ class FakeKie(LocalServer):
         #: Every POST: its path and JSON body.
         self.posts: list[tuple[str, Any]] = []
         self.scripts: dict[tuple[str, str], list[Answer]] = defaultdict(list)
+        #: Generations started (`GENERATE` endpoints), in order; refusals to answer instead,
+        #: each used once; the task ids to give out next (else made up).
+        self.started: list[StartedTask] = []
+        self.refusals: dict[str, list[Answer]] = defaultdict(list)
+        self.next_ids: list[str] = []
         self.credits: Answer = (200, {"code": 200, "msg": "success", "data": 100})
         self.default: Answer = RECORD_NULL
 
@@ -136,9 +153,98 @@ class FakeKie(LocalServer):
             return _json(*self.credits)
         answers = self.scripts.get((path, request.query.get("taskId", "")))
         if not answers:
-            return _json(*self.default)
+            running = self._running_record(path, request.query.get("taskId", ""))
+            return _json(*(running or self.default))
         answer = answers.pop(0) if len(answers) > 1 else answers[0]
         return _json(*answer)
+
+    # --- starting generations ------------------------------------------------------------------
+
+    def refuse(self, path: str, code: int, msg: str, status: int = 200) -> None:
+        """Answer the next POST to `path` (a `GENERATE` endpoint) with kie.ai's refusal."""
+        self.refusals[path].append((status, {"code": code, "msg": msg, "data": None}))
+
+    def task(self, task_id: str) -> StartedTask:
+        """The started generation with this task id."""
+        return next(started for started in self.started if started.task_id == task_id)
+
+    def _generate(self, path: str, body: dict[str, Any]) -> Answer:
+        """Start a generation like kie.ai: remember the body, answer a new task id."""
+        if self.refusals.get(path):
+            return self.refusals[path].pop(0)
+        n = len(self.started) + 1
+        if self.next_ids:
+            task_id = self.next_ids.pop(0)
+        elif path.endswith("/extend"):
+            task_id = f"veo_extend_task_fake{n:06d}"
+        elif GENERATE[path] == "veo":
+            task_id = f"veo_task_fake{n:06d}"
+        elif GENERATE[path] == "runway":
+            task_id = f"{n:08x}-0000-4000-8000-00000000f4ce"
+        else:
+            task_id = f"{n:032x}"
+        self.started.append(StartedTask(path, body, task_id))
+        return 200, {"code": 200, "msg": "success", "data": {"taskId": task_id}}
+
+    def _running_record(self, path: str, task_id: str) -> Answer | None:
+        """A started task that no script answers for is still generating."""
+        started = next((s for s in self.started if s.task_id == task_id), None)
+        if started is None:
+            return None
+        name = {
+            "/api/v1/veo/record-info": "poll/veo-record-info-generating.json",
+            "/api/v1/runway/record-detail": "poll/runway-record-detail-generating.json",
+        }.get(path)
+        if path == MARKET_RECORD:
+            return market_record(task_id, "generating")
+        if name is None:
+            return None
+        body = json.loads((FIXTURES / name).read_text())
+        body["data"]["taskId"] = task_id
+        return 200, body
+
+    def result_record(self, task_id: str) -> Answer:
+        """The poll answer of a started task that has succeeded (see `callback_body`)."""
+        started = self.task(task_id)
+        video = started.video_url
+        if started.product == "veo":
+            body = json.loads((FIXTURES / "poll/veo-record-info-success.json").read_text())
+            body["data"]["taskId"] = body["data"]["response"]["taskId"] = task_id
+            body["data"]["response"]["resultUrls"] = [video]
+            body["data"]["response"]["originUrls"] = []
+            return 200, body
+        if started.product == "runway":
+            body = json.loads((FIXTURES / "poll/runway-record-detail-success.json").read_text())
+            body["data"]["taskId"] = task_id
+            body["data"]["videoInfo"].update(taskId=task_id, videoUrl=video)
+            return 200, body
+        status, body = market_record(task_id, "success")
+        body["data"]["resultJson"] = json.dumps({"resultUrls": [video]})
+        return status, body
+
+    def script_result(self, task_id: str) -> None:
+        """From now on, polls of the started task answer that it succeeded."""
+        started = self.task(task_id)
+        path = {"veo": "/api/v1/veo/record-info", "runway": "/api/v1/runway/record-detail"}
+        self.scripts[(path.get(started.product, MARKET_RECORD), task_id)] = [
+            self.result_record(task_id)
+        ]
+
+    async def deliver(
+        self, task_id: str, outcome: str = "success", signed_with: str | None = None
+    ) -> tuple[int, Any]:
+        """POST the started task's callback to its `callBackUrl`, as kie.ai would when it ends;
+        the bot's HTTP status and answer."""
+        started = self.task(task_id)
+        headers = {"Content-Type": "application/json"}
+        if signed_with:
+            headers |= signed_headers(signed_with, task_id, int(time.time()))
+        body = started.callback_body(outcome)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(started.callback_url, json=body, headers=headers) as response,
+        ):
+            return response.status, await response.json(content_type=None)
 
     def posted(self, path: str) -> list[Any]:
         """The JSON bodies POSTed to `path`, in order."""
@@ -160,6 +266,8 @@ class FakeKie(LocalServer):
         answers = self.scripts.get((path, key))
         if answers:
             return _json(*(answers.pop(0) if len(answers) > 1 else answers[0]))
+        if path in GENERATE:
+            return _json(*self._generate(path, fields))
         if path == DOWNLOAD_URL:
             name = key.rsplit("/", 1)[-1] or "file"
             fresh = f"https://download.example.com/{name}?token=fresh-{len(self.posts)}"
@@ -168,6 +276,64 @@ class FakeKie(LocalServer):
             answer = {"code": 200, "msg": "success", "data": {"taskId": key, "resultUrls": None}}
             return _json(200, answer)
         return _json(*self.default)
+
+
+@dataclass
+class StartedTask:
+    """A generation the fake started: the endpoint, the body the bot sent, the task id."""
+
+    path: str
+    body: Any
+    task_id: str
+
+    @property
+    def product(self) -> str:
+        return GENERATE[self.path]
+
+    @property
+    def callback_url(self) -> str:
+        return str(self.body.get("callBackUrl") or "") if isinstance(self.body, dict) else ""
+
+    @property
+    def prompt(self) -> str:
+        body = self.body if isinstance(self.body, dict) else {}
+        found = body.get("prompt") or (body.get("input") or {}).get("prompt")
+        return str(found or "")
+
+    @property
+    def video_url(self) -> str:
+        return f"https://example.com/kie/result/{self.task_id}_0.mp4"
+
+    def callback_body(self, outcome: str = "success") -> dict[str, Any]:
+        """kie.ai's callback when the task ends: `success` with one video, or `fail`."""
+        ok = outcome == "success"
+        if self.product == "veo":
+            name = "veo-extend-success" if self.path.endswith("/extend") else "veo-success"
+            body = _fixture(f"callbacks/{name if ok else 'veo-fail-400-content-policy'}.json")
+            body["data"]["taskId"] = self.task_id
+            if ok:
+                body["data"]["info"] = {"resultUrls": [self.video_url], "resolution": "720p"}
+                body["data"].pop("promptJson", None)
+            return body
+        if self.product == "runway":
+            body = _fixture(f"callbacks/runway-{'success' if ok else 'moderation'}.json")
+            body["data"]["task_id"] = self.task_id
+            if ok:
+                body["data"]["video_url"] = self.video_url
+                body["data"]["image_url"] = ""
+            return body
+        body = _fixture(f"market/callback-{'success' if ok else 'fail'}.json")
+        body["data"].update(
+            taskId=self.task_id, model=self.body.get("model"), param=json.dumps(self.body)
+        )
+        if ok:
+            body["data"]["resultJson"] = json.dumps({"resultUrls": [self.video_url]})
+        return body
+
+
+def _fixture(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((FIXTURES / name).read_text())
+    return loaded
 
 
 @dataclass

@@ -1,0 +1,524 @@
+"""Starting generations from Slack: `/kie veo|runway <prompt>`, the `/kie new` form, and a
+card's `Again` and `Extend`.
+
+Each way ends in `Generate._start`: claim the submission's keys (so Slack's retries and double
+clicks start nothing twice), ask kie.ai with this channel's callback route as `callBackUrl`,
+then record the task, who asked and what in one transaction that makes the channel follow it
+(its root message goes out through the outbox) and start polling for a callback that never
+comes. Refusals, kie.ai's or the bot's, go only to the person who asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+from bot.kie.client import KieClient, KieError
+from bot.kie.products import PRODUCTS
+from bot.kie.submit import (
+    RUNWAY,
+    VEO_FAST,
+    Catalog,
+    GenerationRequest,
+    RequestError,
+    build_request,
+    extend_request,
+)
+from bot.slack.forms import (
+    ASPECT,
+    DURATION,
+    IMAGE,
+    MODEL,
+    PROMPT,
+    QUALITY,
+    build_extend_form,
+    build_new_form,
+    read_form,
+)
+from bot.slack.messages import escape, mention, read_button_value
+from bot.task import State, Task, TaskUpdate
+from storage.database import StoreUnavailable
+from storage.polls import PollSchedule
+from storage.routes import RouteStore
+from storage.submissions import Claim, Submission, SubmissionStore
+from storage.tasks import Started, TaskStore
+
+log = logging.getLogger(__name__)
+
+#: A second click of the same button on the same card by the same person within this many
+#: seconds is taken for a double click and starts nothing.
+DOUBLE_CLICK = 10.0
+#: How much of a prompt the answers quote.
+QUOTE_MAX = 120
+
+OOPS = "Something went wrong on the bot's side; its log has the details."
+DATABASE_DOWN = "The bot's database is not answering; try again in a minute."
+
+Say = Callable[[str], Awaitable[None]]
+Ack = Callable[..., Awaitable[Any]]
+
+_DOMAIN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_CHANNEL = re.compile(r"[CGD][A-Z0-9]{2,30}")
+_TS = re.compile(r"\d{6,12}\.\d{1,8}")
+
+
+class SlashReply(Protocol):
+    """How a slash command answers: the first answer is the acknowledgement."""
+
+    async def say(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None: ...
+
+    async def done(self) -> None: ...
+
+
+@dataclass
+class Generate:
+    """Starts generations from Slack; `slack` (None in console mode) only opens the forms."""
+
+    settings: Settings
+    tasks: TaskStore
+    routes: RouteStore
+    schedule: PollSchedule
+    submissions: SubmissionStore
+    client: KieClient | None
+    slack: AsyncWebClient | None = None
+    catalog: Catalog = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.catalog = Catalog.build(self.settings.kie_market_models)
+
+    def refusal(self, channel: str) -> str | None:
+        """Why videos cannot be started from `channel` here, or None when they can."""
+        if not self.settings.kie_submit:
+            return (
+                "Starting videos from Slack is turned off here (KIE_SUBMIT=off); "
+                "ask whoever runs the bot."
+            )
+        allowed = self.settings.kie_submit_channels
+        if allowed and channel not in allowed:
+            where = ", ".join(f"<#{c}>" for c in allowed)
+            return (
+                f"Starting videos from Slack works only in {where} here (KIE_SUBMIT_CHANNELS); "
+                "start it there, or ask whoever runs the bot."
+            )
+        if self.client is None:
+            return (
+                "Starting videos needs a kie.ai API key: whoever runs the bot should set "
+                "KIE_API_KEY and restart it."
+            )
+        return None
+
+    # --- /kie veo|runway <prompt> --------------------------------------------------------------
+
+    async def slash(self, reply: SlashReply, product: str, command: Mapping[str, Any]) -> None:
+        """`/kie veo <prompt>` or `/kie runway <prompt>` with that product's defaults."""
+        channel, user = _text(command.get("channel_id")), _text(command.get("user_id"))
+        usage = f"Usage: `/kie {product} <prompt>`, e.g. `/kie {product} a paper boat in the rain`."
+        refused = self.refusal(channel)
+        if refused:
+            await reply.say(refused)
+            return
+        words = _text(command.get("text")).strip().split(maxsplit=1)
+        prompt = _unescape(words[1]) if len(words) > 1 else ""
+        spec = VEO_FAST if product == "veo" else RUNWAY
+        try:
+            request = build_request(spec, prompt)
+        except RequestError as exc:
+            await reply.say(f"{exc} {usage}")
+            return
+        trigger = _text(command.get("trigger_id"))
+        if not trigger or not channel or not user:
+            await reply.say(
+                "Slack sent this command without its channel, user or trigger id; run it again."
+            )
+            return
+        claim = Claim((f"slash:{trigger}",))
+        await self._start(reply.say, request, channel, user, claim, announce=True)
+
+    # --- /kie new ------------------------------------------------------------------------------
+
+    async def open_form(self, reply: SlashReply, command: Mapping[str, Any]) -> None:
+        """`/kie new`: open the form (Slack allows it within 3 s of the command)."""
+        channel = _text(command.get("channel_id"))
+        refused = self.refusal(channel)
+        if refused:
+            await reply.say(refused)
+            return
+        if self.slack is None:
+            await reply.say(
+                "The form needs SLACK_BOT_TOKEN (console mode cannot open it); use "
+                "`/kie veo <prompt>` or `/kie runway <prompt>` instead."
+            )
+            return
+        view = build_new_form(self.catalog, channel, _text(command.get("response_url")) or None)
+        problem = await self._open(_text(command.get("trigger_id")), view)
+        if problem:
+            await reply.say(f"{problem} Run `/kie new` again.")
+            return
+        await reply.done()
+
+    async def form_submitted(self, ack: Ack, body: Mapping[str, Any]) -> None:
+        """The `/kie new` form: errors go back into the form, next to their field."""
+        view = body.get("view")
+        form = read_form(view)
+        values = form.values
+        view_id = _text(view.get("id")) if isinstance(view, Mapping) else ""
+        user = _text(_get(body, "user", "id"))
+        spec = self.catalog.get(values.get(MODEL) or "")
+        refused = self.refusal(form.channel) if form.channel else "Open the form from a channel."
+        if refused:
+            await ack(response_action="errors", errors={MODEL: _plain(refused)})
+            return
+        if spec is None:
+            await ack(response_action="errors", errors={MODEL: "Choose a model from the list."})
+            return
+        try:
+            request = build_request(
+                spec,
+                values.get(PROMPT) or "",
+                image_url=values.get(IMAGE),
+                duration=_number(values.get(DURATION)),
+                aspect_ratio=values.get(ASPECT),
+                quality=values.get(QUALITY),
+            )
+        except RequestError as exc:
+            await ack(response_action="errors", errors={exc.field: str(exc)})
+            return
+        if not view_id or not user:
+            await ack(response_action="errors", errors={PROMPT: "Slack sent an incomplete form."})
+            return
+        await ack()
+        say = _responder(form.response_url)
+        await self._guarded(
+            say,
+            self._start(say, request, form.channel, user, Claim((f"view:{view_id}",))),
+        )
+
+    # --- Again and Extend on a card ------------------------------------------------------------
+
+    async def again(self, ack: Ack, body: Mapping[str, Any], respond: Any) -> None:
+        """`Again`: the task's request once more, as a new task with a root of its own."""
+        await ack()
+        say = _clicker(respond)
+        await self._guarded(say, self._again(say, body))
+
+    async def _again(self, say: Say, body: Mapping[str, Any]) -> None:
+        channel, user = _text(_get(body, "channel", "id")), _text(_get(body, "user", "id"))
+        refused = self.refusal(channel)
+        if refused:
+            await say(refused)
+            return
+        task = await self._clicked_task(body)
+        if task is None:
+            await say("I do not know that task any more; start a new one with `/kie new`.")
+            return
+        request = GenerationRequest.from_json(task.request)
+        if request is None:
+            await say(
+                "That task was not started from Slack, so there is no request to send again; "
+                "start one with `/kie new`."
+            )
+            return
+        action = _action(body)
+        claim = Claim(
+            (f"click:{_text(action.get('action_ts'))}:{user}",),
+            window=(f"again:{task.family}:{task.task_id}:{channel}:{user}", DOUBLE_CLICK),
+        )
+        thread = None
+        if request.extends:  # an extension again: into the thread of the video it extends
+            thread = await self._thread(request.extends, channel)
+        await self._start(
+            say,
+            request,
+            channel,
+            user,
+            claim,
+            origin=task.task_id,
+            origin_link=_permalink(body),
+            thread=thread,
+        )
+
+    async def extend(self, ack: Ack, body: Mapping[str, Any], respond: Any) -> None:
+        """`Extend` (Veo): a form asks how the video goes on."""
+        await ack()
+        say = _clicker(respond)
+        await self._guarded(say, self._extend(say, body))
+
+    async def _extend(self, say: Say, body: Mapping[str, Any]) -> None:
+        channel = _text(_get(body, "channel", "id"))
+        refused = self.refusal(channel)
+        if refused:
+            await say(refused)
+            return
+        task = await self._clicked_task(body)
+        if task is None or task.family != "veo" or task.state is not State.SUCCEEDED:
+            await say("Only a Veo video that is ready can be extended.")
+            return
+        if self.slack is None:
+            await say("The form needs SLACK_BOT_TOKEN; the bot runs in console mode.")
+            return
+        view = build_extend_form(
+            task.product, task.task_id, task.prompt, channel, _text(body.get("response_url"))
+        )
+        problem = await self._open(_text(body.get("trigger_id")), view)
+        if problem:
+            await say(f"{problem} Click `Extend` again.")
+
+    async def extend_submitted(self, ack: Ack, body: Mapping[str, Any]) -> None:
+        """The `Extend` form: kie.ai's extend, into the thread of the video it continues."""
+        view = body.get("view")
+        form = read_form(view)
+        view_id = _text(view.get("id")) if isinstance(view, Mapping) else ""
+        user = _text(_get(body, "user", "id"))
+        task_id = _text(form.metadata.get("task_id"))
+        refused = self.refusal(form.channel) if form.channel else "Open the form from a channel."
+        if refused or not task_id or not view_id or not user:
+            problem = refused or "Slack sent an incomplete form; click `Extend` again."
+            await ack(response_action="errors", errors={PROMPT: _plain(problem)})
+            return
+        try:
+            original = await self.tasks.get("veo", task_id)
+        except StoreUnavailable:  # the form is answered within 3 s all the same
+            original = None
+        try:
+            request = extend_request(
+                task_id,
+                form.values.get(PROMPT) or "",
+                GenerationRequest.from_json(original.request if original else None),
+            )
+        except RequestError as exc:
+            await ack(response_action="errors", errors={PROMPT: str(exc)})
+            return
+        await ack()
+        say = _responder(form.response_url)
+        await self._guarded(say, self._extend_start(say, request, form.channel, user, view_id))
+
+    async def _extend_start(
+        self, say: Say, request: GenerationRequest, channel: str, user: str, view_id: str
+    ) -> None:
+        extends = request.extends or ""
+        thread = await self._thread(extends, channel)
+        await self._start(
+            say, request, channel, user, Claim((f"view:{view_id}",)), origin=extends, thread=thread
+        )
+
+    # --- the one way a generation starts -------------------------------------------------------
+
+    async def _start(
+        self,
+        say: Say,
+        request: GenerationRequest,
+        channel: str,
+        user: str,
+        claim: Claim,
+        *,
+        announce: bool = False,
+        origin: str | None = None,
+        origin_link: str | None = None,
+        thread: tuple[str, str] | None = None,
+    ) -> None:
+        """Claim, ask kie.ai, record the task and start polling; tell `say` how it went."""
+        held = await self.submissions.claim(claim, channel, user)
+        if held is not None:
+            log.info("submission %s delivered again: %s", claim.keys[0][:60], held.state)
+            await say(_held_text(held))
+            return
+        if announce:
+            await say(f"Starting {escape(request.summary())}…")
+        assert self.client is not None  # `refusal` said so
+        token = await self.routes.issue(channel, created_by=user or None)
+        callback_url = f"{self.settings.public_url}/callbacks/{request.product}/{token}"
+        try:
+            task_id = await self.client.submit(request, callback_url)
+        except KieError as exc:
+            log.info("kie.ai did not start %s for %s: %s", request.product, user, exc)
+            await self.submissions.refused(claim, str(exc))
+            await say(f"kie.ai did not start the video: {escape(str(exc))}.")
+            return
+        except Exception:
+            await self.submissions.refused(claim, "the bot failed while asking kie.ai")
+            raise
+        family = PRODUCTS[request.product].family
+        log.info(
+            "started %s task %s for %s",
+            request.product,
+            task_id,
+            user,
+            extra={"task_id": task_id, "channel": channel},
+        )
+        update = TaskUpdate(
+            product=request.product,
+            task_id=task_id,
+            state=State.RUNNING,
+            prompt=request.prompt,
+            source="request",
+            raw={"taskId": task_id, "request": request.to_json()},
+            model=request.model if request.product == "market" else None,
+        )
+        started = Started(user, request.to_json(), origin, origin_link)
+        note = _extend_note(user, request, task_id) if thread is not None else None
+        try:
+            await self.submissions.started(
+                claim, update, channel, started, thread=thread, note=note
+            )
+        except StoreUnavailable as exc:
+            log.error(
+                "task %s started at kie.ai but not recorded: %s",
+                task_id,
+                exc,
+                extra={"task_id": task_id, "channel": channel},
+            )
+            await say(
+                f"kie.ai started it as task `{escape(task_id)}`, but the bot's database is not "
+                "answering; the result still comes to this channel by its callback."
+            )
+            return
+        try:  # a callback that never comes is covered by polling
+            await self.schedule.start(family, task_id, delay=self.settings.poll_interval)
+        except StoreUnavailable as exc:  # then by the quiet-task poll, ten minutes on
+            log.warning("task %s: polling not scheduled: %s", task_id, exc)
+        where = "into the thread of the video it extends" if thread else "into its thread here"
+        await say(
+            f"Started {escape(request.summary())} as task `{escape(task_id)}`: the result comes "
+            f"{where}. kie.ai charges its credits for it (`/kie credits` shows what is left)."
+        )
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    async def _guarded(self, say: Say, work: Awaitable[None]) -> None:
+        """Run `work`; whatever goes wrong is said to the person, never left silent."""
+        try:
+            await work
+        except StoreUnavailable as exc:
+            log.error("starting a generation: store unavailable: %s", exc)
+            await say(DATABASE_DOWN)
+        except Exception:
+            log.exception("starting a generation failed")
+            await say(OOPS)
+
+    async def _open(self, trigger_id: str, view: dict[str, Any]) -> str | None:
+        """Open `view` for the trigger; None when it opened, else what went wrong."""
+        assert self.slack is not None
+        if not trigger_id:
+            return "Slack sent no trigger id, so no form can open."
+        try:
+            await self.slack.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as exc:
+            error = _text(exc.response.get("error")) if exc.response is not None else ""
+            log.warning("views.open refused: %s", error or exc)
+            return f"Slack would not open the form ({escape(error or 'no reason given')})."
+        except Exception as exc:  # network trouble: the trigger expires within 3 s anyway
+            log.warning("views.open failed: %s", type(exc).__name__)
+            return "Slack did not answer in time to open the form."
+        return None
+
+    async def _clicked_task(self, body: Mapping[str, Any]) -> Task | None:
+        named = read_button_value(_action(body).get("value"))
+        if named is None or named[0] not in PRODUCTS:
+            return None
+        return await self.tasks.get(PRODUCTS[named[0]].family, named[1])
+
+    async def _thread(self, task_id: str, channel: str) -> tuple[str, str] | None:
+        """The Veo task's thread in `channel` (its id and root ts), when its root is posted."""
+        root = await self.submissions.thread_root("veo", task_id, channel) if task_id else None
+        return (task_id, root) if root else None
+
+
+def _held_text(held: Submission) -> str:
+    if held.state == "submitted":
+        return (
+            f"Already started as task `{escape(held.task_id or '?')}`; nothing more is sent to "
+            "kie.ai."
+        )
+    if held.state == "refused":
+        return f"This was already tried, and it did not start: {escape(held.outcome or '')}."
+    return "This is already being started (it arrived twice); nothing more is sent to kie.ai."
+
+
+def _extend_note(user: str, request: GenerationRequest, task_id: str) -> str:
+    """The thread's note that someone asked to extend the video (mrkdwn made by the bot)."""
+    prompt = " ".join(request.prompt.split())
+    quoted = escape(prompt if len(prompt) <= QUOTE_MAX else prompt[: QUOTE_MAX - 1] + "…")
+    return (
+        f"⏩ {mention(user)} asked to extend this video: _{quoted}_\n"
+        f"kie.ai is making the extension as task `{escape(task_id)}`; it will arrive in this "
+        "thread."
+    )
+
+
+def _permalink(body: Mapping[str, Any]) -> str | None:
+    """The link to the clicked message, from the click's payload, when it can be built."""
+    domain = _text(_get(body, "team", "domain"))
+    channel = _text(_get(body, "channel", "id"))
+    ts = _text(_get(body, "container", "message_ts"))
+    if not (_DOMAIN.fullmatch(domain) and _CHANNEL.fullmatch(channel) and _TS.fullmatch(ts)):
+        return None
+    return f"https://{domain}.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+
+
+def _clicker(respond: Any) -> Say:
+    """Answers only the person who clicked, through the click's response URL."""
+
+    async def say(text: str) -> None:
+        try:
+            await respond(text=text, response_type="ephemeral", replace_original=False)
+        except Exception as exc:
+            log.warning("could not answer a click: %s", type(exc).__name__)
+
+    return say
+
+
+def _responder(response_url: str | None) -> Say:
+    """Answers the person who submitted a form, through the response URL of the command or
+    click that opened it; without one, the answer is only logged."""
+
+    async def say(text: str) -> None:
+        if response_url is None:
+            log.info("a form's answer has no response URL: %s", text[:200])
+            return
+        try:
+            await AsyncRespond(response_url=response_url)(
+                text=text, response_type="ephemeral", replace_original=False
+            )
+        except Exception as exc:
+            log.warning("could not answer a form: %s", type(exc).__name__)
+
+    return say
+
+
+def _action(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    actions = body.get("actions")
+    first = actions[0] if isinstance(actions, list) and actions else None
+    return first if isinstance(first, Mapping) else {}
+
+
+def _get(body: Mapping[str, Any], *keys: str) -> Any:
+    value: Any = body
+    for key in keys:
+        value = value.get(key) if isinstance(value, Mapping) else None
+    return value
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _number(value: str | None) -> int | None:
+    return int(value) if value is not None and value.isdigit() and len(value) < 4 else None
+
+
+def _unescape(text: str) -> str:
+    """Slack sends `&`, `<` and `>` of a command's text as HTML entities."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _plain(mrkdwn: str) -> str:
+    """A refusal for a form's error line, which shows plain text: no `<#C…>` links."""
+    return re.sub(r"<#([A-Z0-9]+)(?:\|[^>]*)?>", r"#\1", mrkdwn)
