@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import io
-import itertools
 import json
 import logging
 import sqlite3
@@ -218,12 +217,13 @@ async def test_posts_to_one_channel_are_paced(start_bot, fake_slack):
     bot = await start_bot(
         fake_slack, pacer=ChannelPacer(rate=4.0, burst=1), kie_default_channel=CHANNEL
     )
-    for number in range(4):
+    for number in range(8):
         await bot.callback("veo", with_task_id(load("veo-success.json"), f"paced-{number}"))
-    await eventually(lambda: len(fake_slack.roots(CHANNEL)) == 4)
+    await eventually(lambda: len(fake_slack.roots(CHANNEL)) == 8)
     times = [at for method, params, at in fake_slack.calls if method == "chat.postMessage"]
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert all(gap >= 0.24 for gap in gaps[1:]), gaps
+    # After the burst of one, at most 4 a second: 7 gaps of 0.25 s. A post held up on the way
+    # (a loaded machine) can bring the next one closer, never the whole run.
+    assert times[-1] - times[0] >= 7 * 0.25 - 0.3, times
 
 
 async def test_console_mode_prints_cards(tmp_path):
