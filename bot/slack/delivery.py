@@ -11,7 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -137,6 +137,22 @@ class VideoTransfers:
     spool_dir: Path | None = None
 
 
+@dataclass(slots=True)
+class Lane:
+    """One kind of Slack work that each channel drains in order, one row at a time: the posts,
+    or the video transfers (which may take minutes and must not hold the posts back).
+
+    `name` prefixes the lease a replica holds on a channel's lane; `slots`, when given, caps
+    how many rows of this lane are in flight across all channels.
+    """
+
+    name: str
+    channels: Callable[[], Awaitable[list[str]]]
+    head: Callable[[str], Awaitable[OutboxRow | None]]
+    slots: asyncio.Semaphore | None = None
+    running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+
+
 class Delivery:
     """Sends outbox rows to Slack; started and stopped with the app.
 
@@ -167,13 +183,20 @@ class Delivery:
         self._clock = clock
         self._weather = SlackWeather()
         self._wake = tasks.outbox_ready
-        self._drainers: dict[str, asyncio.Task[None]] = {}
         self._main: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._videos = videos
         self._transfers = transfers
-        self._video_lanes: dict[str, asyncio.Task[None]] = {}
-        self._transfer_slots = asyncio.Semaphore(MAX_TRANSFERS)
+        self._posts = Lane("channel", outbox.pending_channels, outbox.head)
+        self._lanes = (
+            self._posts,
+            Lane(
+                "videos",
+                outbox.video_channels,
+                outbox.video_head,
+                slots=asyncio.Semaphore(MAX_TRANSFERS),
+            ),
+        )
 
     async def start(self) -> None:
         await self._outbox.due_now()  # rows left by an earlier run are sent at once
@@ -184,11 +207,8 @@ class Delivery:
         """Let in-flight sends finish (up to `timeout` s), then stop."""
         self._stopping.set()
         self._wake.set()
-        tasks = [
-            t
-            for t in (self._main, *self._drainers.values(), *self._video_lanes.values())
-            if t is not None
-        ]
+        running = [task for lane in self._lanes for task in lane.running.values()]
+        tasks = [t for t in (self._main, *running) if t is not None]
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -208,60 +228,66 @@ class Delivery:
                 pruned_at = self._clock()
                 with contextlib.suppress(StoreUnavailable):
                     await self._outbox.prune(older_than=KEEP_SENT_ROWS)
-            try:
-                channels = await self._outbox.pending_channels()
-            except StoreUnavailable as exc:
-                log.error("outbox unreadable, retrying in 5 s: %s", exc)
-                channels = []
-                await self._sleep(5)
-            for channel in channels:
-                if channel not in self._drainers and await self._claim(channel):
-                    self._drainers[channel] = asyncio.create_task(
-                        self._drain(channel), name=f"delivery-{channel}"
-                    )
-            await self._start_video_lanes()
+            for lane in self._lanes:
+                await self._start_lanes(lane)
             await asyncio.sleep(SCAN_INTERVAL)  # wake-ups during a burst make one scan
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=RECHECK)
 
-    async def _claim(self, channel: str) -> bool:
-        """Whether this process may send `channel`'s rows now (one replica per channel)."""
+    async def _start_lanes(self, lane: Lane) -> None:
+        """A drainer for each channel with work in `lane` that this process may claim."""
+        try:
+            channels = await lane.channels()
+        except StoreUnavailable as exc:
+            log.error("outbox unreadable, retrying in 5 s: %s", exc)
+            await self._sleep(5)
+            return
+        for channel in channels:
+            if channel not in lane.running and await self._claim(lane, channel):
+                lane.running[channel] = asyncio.create_task(
+                    self._drain(lane, channel), name=f"{lane.name}-{channel}"
+                )
+
+    async def _claim(self, lane: Lane, channel: str) -> bool:
+        """Whether this process may work `channel`'s lane now (one replica per channel)."""
         if self._leases is None:
             return True
         try:
-            return await self._leases.claim(f"channel:{channel}")
+            return await self._leases.claim(f"{lane.name}:{channel}")
         except StoreUnavailable as exc:
-            log.error("cannot claim channel %s: %s", channel, exc, extra={"channel": channel})
+            log.error("cannot claim %s: %s", channel, exc, extra={"channel": channel})
             return False
 
-    async def _drain(self, channel: str) -> None:
+    async def _drain(self, lane: Lane, channel: str) -> None:
+        """Send `channel`'s rows of `lane`, oldest first, until none is left or due."""
         renewed = self._clock()
         try:
             while not self._stopping.is_set():
                 if self._clock() - renewed > RENEW_EVERY:
-                    if not await self._claim(channel):
-                        log.warning("channel %s was taken over by another replica", channel)
+                    if not await self._claim(lane, channel):
+                        log.warning("%s %s was taken over by another replica", lane.name, channel)
                         return
                     renewed = self._clock()
-                row = await self._outbox.head(channel)
+                row = await lane.head(channel)
                 if row is None:
                     return
                 wait = row.due_at - self._clock()
                 if wait > 0:  # look again soon: an operator or a recovery may make it due
                     await self._sleep(min(wait, RECHECK))
                     continue
-                await self._deliver(row)
+                async with lane.slots or contextlib.nullcontext():
+                    await self._deliver(row)
         except StoreUnavailable as exc:
             log.error("outbox unreadable for %s: %s", channel, exc, extra={"channel": channel})
             await self._sleep(5)
         except Exception:
-            log.exception("delivery to %s stopped by an unexpected error", channel)
+            log.exception("%s of %s stopped by an unexpected error", lane.name, channel)
             await self._sleep(5)
         finally:
             if self._leases is not None:
                 with contextlib.suppress(StoreUnavailable):
-                    await self._leases.release(f"channel:{channel}")
-            self._drainers.pop(channel, None)
+                    await self._leases.release(f"{lane.name}:{channel}")
+            lane.running.pop(channel, None)
             self._wake.set()
 
     async def _sleep(self, seconds: float) -> None:
@@ -282,7 +308,7 @@ class Delivery:
         reason = _described(exc)
         if exc.passing:
             if exc.unreachable:
-                self._weather.trouble(exc, len(self._drainers))
+                self._weather.trouble(exc, len(self._posts.running))
             if self._clock() - row.window_start > self._retry_seconds:
                 log.error(
                     "gave up on %s for task %s in %s after %.0f hours of Slack trouble (%s); "
@@ -455,59 +481,6 @@ class Delivery:
         if self._videos is None:
             return {}
         return await self._videos.outcomes(row.family, row.task_id, row.channel)
-
-    async def _start_video_lanes(self) -> None:
-        """A lane per channel with a video whose thread is ready (one replica per channel)."""
-        try:
-            channels = await self._outbox.video_channels()
-        except StoreUnavailable as exc:
-            log.error("outbox unreadable for videos: %s", exc)
-            return
-        for channel in channels:
-            if channel not in self._video_lanes and await self._claim_videos(channel):
-                self._video_lanes[channel] = asyncio.create_task(
-                    self._drain_videos(channel), name=f"videos-{channel}"
-                )
-
-    async def _claim_videos(self, channel: str) -> bool:
-        if self._leases is None:
-            return True
-        try:
-            return await self._leases.claim(f"videos:{channel}")
-        except StoreUnavailable as exc:
-            log.error("cannot claim videos of %s: %s", channel, exc, extra={"channel": channel})
-            return False
-
-    async def _drain_videos(self, channel: str) -> None:
-        """Save `channel`'s videos one at a time, oldest first, apart from its posts."""
-        renewed = self._clock()
-        try:
-            while not self._stopping.is_set():
-                if self._clock() - renewed > RENEW_EVERY:
-                    if not await self._claim_videos(channel):
-                        return
-                    renewed = self._clock()
-                row = await self._outbox.video_head(channel)
-                if row is None:
-                    return
-                wait = row.due_at - self._clock()
-                if wait > 0:
-                    await self._sleep(min(wait, RECHECK))
-                    continue
-                async with self._transfer_slots:
-                    await self._deliver(row)
-        except StoreUnavailable as exc:
-            log.error("outbox unreadable for %s: %s", channel, exc, extra={"channel": channel})
-            await self._sleep(5)
-        except Exception:
-            log.exception("saving videos in %s stopped by an unexpected error", channel)
-            await self._sleep(5)
-        finally:
-            if self._leases is not None:
-                with contextlib.suppress(StoreUnavailable):
-                    await self._leases.release(f"videos:{channel}")
-            self._video_lanes.pop(channel, None)
-            self._wake.set()
 
     async def _save_video(self, row: OutboxRow) -> None:
         """Save the row's video (its URL in `row.text`) into the task's thread, once.
