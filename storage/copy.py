@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from storage.database import SqliteDatabase, StoreUnavailable
+from storage.database import Connection, SqliteDatabase, StoreUnavailable
 from storage.postgres import PgConnection, PostgresDatabase
 
 #: Tables not copied: who holds which lease belongs to the processes of the old store.
@@ -62,7 +62,8 @@ async def copy_sqlite_to_postgres(
 Table = tuple[list[str], list[tuple[object, ...]]]
 
 
-def _read_all(conn: sqlite3.Connection) -> dict[str, Table]:
+def _read_all(connection: Connection) -> dict[str, Table]:
+    conn = cast(sqlite3.Connection, connection)  # the SQLite store
     names = [
         row[0]
         for row in conn.execute(

@@ -14,9 +14,9 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import aiosqlite
 
@@ -194,6 +194,38 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 
+class Row(Protocol):
+    """A result row: by position and by column name (`sqlite3.Row`, or PostgreSQL's `Row`)."""
+
+    def __getitem__(self, key: int | str, /) -> Any: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Cursor(Protocol):
+    """What a statement gives back."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """What the stores use of a connection: SQLite's own, or `storage.postgres.PgConnection`.
+
+    The SQL is the dialect both accept, with `?` placeholders.
+    """
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+
 class StoreUnavailable(RuntimeError):
     """The database cannot be read or written right now."""
 
@@ -216,7 +248,7 @@ class Database:
     begin = "BEGIN IMMEDIATE"
 
     def __init__(self) -> None:
-        self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._writes: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
 
     @staticmethod
@@ -227,7 +259,7 @@ class Database:
     async def close(self) -> None:
         raise NotImplementedError
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn(connection)` on the database thread; driver errors become `StoreUnavailable`."""
         raise NotImplementedError
 
@@ -235,7 +267,7 @@ class Database:
         """True when `exc` means no write can pass now (locked, full, gone), not one bad write."""
         raise NotImplementedError
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a write transaction: committed if it returns, rolled back if it raises.
 
         Writes that arrive while another is running are grouped into one transaction: under
@@ -274,7 +306,7 @@ class Database:
         """Called after each committed group of writes (a backend may tidy up then)."""
 
     async def _write_each(
-        self, batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]]
+        self, batch: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]
     ) -> None:
         """After a batch failed and was rolled back: each write in its own transaction."""
         for fn, future in batch:
@@ -285,10 +317,10 @@ class Database:
             else:
                 _settle(future, result=result)
 
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return await self.run(lambda conn: conn.execute(sql, params).fetchall())
 
-    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         return await self.run(lambda conn: conn.execute(sql, params).fetchone())
 
 
@@ -349,7 +381,7 @@ class SqliteDatabase(Database):
         except (sqlite3.Error, ValueError) as exc:  # the next commit tries again
             log.debug("write-ahead log checkpoint failed: %s", exc)
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         try:
             rows = await self._conn.execute_fetchall(_RUN, (fn,))
         except sqlite3.Error as exc:
@@ -393,7 +425,7 @@ class _Answer(sqlite3.Cursor):
         return [self._result]
 
 
-def lock(conn: sqlite3.Connection, key: str) -> None:
+def lock(conn: Connection, key: str) -> None:
     """Within a write transaction: make other processes' transactions on `key` wait for this
     one (PostgreSQL; SQLite's write transaction already excludes every other writer)."""
     hold = getattr(conn, "lock", None)
@@ -438,8 +470,8 @@ async def open_database(path: Path, postgres_url: str | None = None) -> Database
 
 
 def _all(
-    fns: list[Callable[[sqlite3.Connection], Any]],
-) -> Callable[[sqlite3.Connection], list[Any]]:
+    fns: list[Callable[[Connection], Any]],
+) -> Callable[[Connection], list[Any]]:
     """One function running every write of a batch, in order, on one connection."""
     return lambda conn: [fn(conn) for fn in fns]
 
@@ -455,9 +487,7 @@ def _settle(
         future.set_result(result)
 
 
-def _in_transaction(
-    begin: str, fn: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection
-) -> T:
+def _in_transaction(begin: str, fn: Callable[[Connection], T], conn: Connection) -> T:
     conn.execute(begin)
     try:
         result = fn(conn)
@@ -468,7 +498,8 @@ def _in_transaction(
     return result
 
 
-def _prepare(conn: sqlite3.Connection) -> None:
+def _prepare(connection: Connection) -> None:
+    conn = cast(sqlite3.Connection, connection)  # opening a SQLite file
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -484,7 +515,7 @@ def _prepare(conn: sqlite3.Connection) -> None:
         statements = [part.strip() for part in script.split(";") if part.strip()]
 
         def migrate(
-            conn: sqlite3.Connection, statements: list[str] = statements, number: int = number
+            conn: Connection, statements: list[str] = statements, number: int = number
         ) -> None:
             for statement in statements:
                 conn.execute(statement)

@@ -10,13 +10,12 @@ earlier posts.
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from storage.database import Database
+from storage.database import Connection, Database, Row
 
 Kind = Literal["root", "reply", "update", "notice", "note", "video"]
 
@@ -74,9 +73,7 @@ _INSERT = """INSERT INTO outbox (key, kind, channel, family, task_id, event_id, 
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"""
 
 
-def enqueue_root(
-    conn: sqlite3.Connection, family: str, task_id: str, channel: str, now: float
-) -> None:
+def enqueue_root(conn: Connection, family: str, task_id: str, channel: str, now: float) -> None:
     """Queue the task's root message in `channel` (rendered from the task when it is sent)."""
     key = f"root:{family}:{task_id}:{channel}"
     conn.execute(_INSERT, (key, "root", channel, family, task_id, None, None, now, now))
@@ -90,7 +87,7 @@ def video_key(family: str, task_id: str, channel: str, url: str) -> str:
 
 
 def enqueue_video(
-    conn: sqlite3.Connection,
+    conn: Connection,
     family: str,
     task_id: str,
     channel: str,
@@ -112,7 +109,7 @@ def enqueue_video(
 
 
 def enqueue_card_update(
-    conn: sqlite3.Connection, family: str, task_id: str, channel: str, key: str, now: float
+    conn: Connection, family: str, task_id: str, channel: str, key: str, now: float
 ) -> None:
     """Queue an update of the task's root in `channel` (a saved video changes its card).
 
@@ -130,7 +127,7 @@ def enqueue_card_update(
 
 
 def enqueue_news(
-    conn: sqlite3.Connection, family: str, task_id: str, channel: str, event_id: int, now: float
+    conn: Connection, family: str, task_id: str, channel: str, event_id: int, now: float
 ) -> None:
     """Queue a thread reply for event `event_id` and an update of the root in `channel`."""
     conn.executemany(
@@ -153,7 +150,7 @@ def enqueue_news(
 
 
 def enqueue_notice(
-    conn: sqlite3.Connection,
+    conn: Connection,
     family: str,
     task_id: str,
     channel: str,
@@ -169,7 +166,7 @@ def enqueue_notice(
 
 
 def enqueue_note(
-    conn: sqlite3.Connection,
+    conn: Connection,
     family: str,
     task_id: str,
     channel: str,
@@ -190,9 +187,7 @@ def enqueue_note(
 PROGRESS_EVERY = 60.0
 
 
-def enqueue_progress(
-    conn: sqlite3.Connection, family: str, task_id: str, channel: str, now: float
-) -> None:
+def enqueue_progress(conn: Connection, family: str, task_id: str, channel: str, now: float) -> None:
     """Queue an update of a running task's root in `channel` to show its progress.
 
     The key names the minute, so progress updates can never be queued more often than that.
@@ -291,7 +286,7 @@ class Outbox:
         """Mark `row` sent; for a root, remember its ts and the last event it showed."""
         now = self._clock()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Connection) -> None:
             conn.execute(
                 "UPDATE outbox SET status = 'done', done_at = ?, attempts = attempts + 1 "
                 "WHERE id = ?",
@@ -363,7 +358,7 @@ class Outbox:
         """
         now = self._clock()
 
-        def write(conn: sqlite3.Connection) -> list[int]:
+        def write(conn: Connection) -> list[int]:
             wanted = set(ids)
             if failed:
                 wanted |= {
@@ -396,7 +391,7 @@ class Outbox:
     async def stats(self) -> OutboxStats:
         """Rows per status and the oldest pending row's time, for metrics and `check`."""
 
-        def read(conn: sqlite3.Connection) -> OutboxStats:
+        def read(conn: Connection) -> OutboxStats:
             counts = dict(conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status"))
             oldest = conn.execute(
                 "SELECT MIN(created_at) FROM outbox WHERE status = 'pending'"
@@ -439,7 +434,7 @@ _VIDEO_READY = """v.status = 'pending' AND v.kind = 'video'
         'reply:' || v.event_id || ':' || v.channel))"""
 
 
-def _row(row: sqlite3.Row) -> OutboxRow:
+def _row(row: Row) -> OutboxRow:
     return OutboxRow(
         id=row["id"],
         key=row["key"],

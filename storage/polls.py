@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.outbox import enqueue_notice
 from storage.tasks import TaskStore
 
@@ -62,7 +61,7 @@ class PollSchedule:
         """
         now = self._clock()
 
-        def claim(conn: sqlite3.Connection) -> list[DuePoll]:
+        def claim(conn: Connection) -> list[DuePoll]:
             rows = conn.execute(
                 """SELECT family, task_id, product, poll_failures, poll_until, next_poll_at
                    FROM tasks WHERE state = 'running' AND next_poll_at <= ?
@@ -106,7 +105,7 @@ class PollSchedule:
         """Stop polling the task and tell each following channel, in its thread, with `text`."""
         now = self._clock()
 
-        def write(conn: sqlite3.Connection) -> bool:
+        def write(conn: Connection) -> bool:
             conn.execute(
                 "UPDATE tasks SET next_poll_at = NULL, poll_until = -1 "
                 "WHERE family = ? AND task_id = ?",

@@ -12,7 +12,6 @@ import asyncio
 import functools
 import logging
 import re
-import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg.rows import RowMaker
 
-from storage.database import MIGRATIONS, Database, StoreUnavailable
+from storage.database import MIGRATIONS, Connection, Database, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +210,7 @@ class PostgresDatabase(Database):
         await asyncio.get_running_loop().run_in_executor(self._thread, close)
         self._thread.shutdown(wait=False)
 
-    async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, fn: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._thread, self._call, fn)
@@ -223,7 +222,7 @@ class PostgresDatabase(Database):
     def blocked(self, exc: StoreUnavailable) -> bool:
         return isinstance(exc.__cause__, psycopg.OperationalError)
 
-    def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _call(self, fn: Callable[[Connection], T]) -> T:
         """On the worker thread: (re)connect when needed, then run `fn`."""
         conn = self._conn
         if conn is None or conn.raw.closed or conn.raw.broken:
@@ -232,7 +231,7 @@ class PostgresDatabase(Database):
             self._conn = conn = PgConnection.connect(self._url)
             conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
         try:
-            return fn(cast(sqlite3.Connection, conn))
+            return fn(conn)
         except BaseException:
             if conn.raw.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 conn.raw.execute("ROLLBACK")

@@ -6,12 +6,11 @@ second click says so and asks kie.ai nothing.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.outbox import enqueue_note
 from storage.tasks import TaskStore
 
@@ -54,7 +53,7 @@ class RequestStore:
         """
         now = self._clock()
 
-        def write(conn: sqlite3.Connection) -> Request | None:
+        def write(conn: Connection) -> Request | None:
             row = conn.execute(
                 """SELECT user_id, channel, requested_at FROM requests
                    WHERE family = ? AND task_id = ? AND kind = ?""",
@@ -97,7 +96,7 @@ class RequestStore:
         now = self._clock()
         key = f"requested:{kind}:{family}:{task_id}:{int(now * 1000)}"
 
-        def write(conn: sqlite3.Connection) -> bool:
+        def write(conn: Connection) -> bool:
             rows = conn.execute(
                 "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
                 (family, task_id),

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
 from collections.abc import Callable
 
-from storage.database import Database
+from storage.database import Connection, Database
 
 
 class RouteStore:
@@ -21,7 +20,7 @@ class RouteStore:
         """The channel's route token, created on first use and the same ever after."""
         now = self._clock()
 
-        def write(conn: sqlite3.Connection) -> str:
+        def write(conn: Connection) -> str:
             row = conn.execute("SELECT token FROM routes WHERE channel = ?", (channel,)).fetchone()
             if row is not None:
                 return str(row["token"])

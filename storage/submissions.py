@@ -8,7 +8,6 @@ that records the task, its follower and its first message.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Literal
 
 from bot.kie.products import PRODUCTS
 from bot.task import Applied, TaskUpdate
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.tasks import Started, TaskStore, record_started
 
 SubmissionState = Literal["claimed", "submitted", "refused"]
@@ -68,7 +67,7 @@ class SubmissionStore:
         that holds one (and nothing is claimed)."""
         now = self._clock()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Connection) -> None:
             for key in claim.keys:
                 taken = conn.execute(
                     """INSERT INTO submissions (key, channel, user_id, state, created_at)
@@ -112,7 +111,7 @@ class SubmissionStore:
         now = self._clock()
         keys = claim.all_keys
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Connection) -> None:
             conn.executemany(
                 """UPDATE submissions SET state = 'refused', outcome = ?, done_at = ?
                    WHERE key = ?""",
@@ -137,7 +136,7 @@ class SubmissionStore:
         keys = claim.all_keys
         family = PRODUCTS[update.product].family
 
-        def write(conn: sqlite3.Connection) -> Applied:
+        def write(conn: Connection) -> Applied:
             conn.executemany(
                 """UPDATE submissions SET state = 'submitted', family = ?, task_id = ?,
                        done_at = ? WHERE key = ?""",

@@ -6,7 +6,6 @@ import asyncio
 import functools
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from typing import Any
 
 from bot.kie.products import PRODUCTS
 from bot.task import Applied, State, Task, TaskUpdate, merge
-from storage.database import Database, lock
+from storage.database import Connection, Database, Row, lock
 from storage.outbox import (
     PROGRESS_EVERY,
     enqueue_news,
@@ -85,7 +84,7 @@ class TaskStore:
         """
         now = self._clock()
 
-        def write(conn: sqlite3.Connection) -> bool:
+        def write(conn: Connection) -> bool:
             if not _add_follower(conn, family, task_id, channel, now):
                 return False
             enqueue_root(conn, family, task_id, channel, now)
@@ -112,7 +111,7 @@ class TaskStore:
         """
         now = self._clock()
 
-        def write(conn: sqlite3.Connection) -> bool:
+        def write(conn: Connection) -> bool:
             row = conn.execute(
                 "SELECT state, progress_at FROM tasks WHERE family = ? AND task_id = ?",
                 (family, task_id),
@@ -181,7 +180,7 @@ def _apply(
     body: str,
     channel: str | None,
     now: float,
-    conn: sqlite3.Connection,
+    conn: Connection,
     *,
     save_videos: bool = False,
 ) -> Applied:
@@ -228,7 +227,7 @@ def _apply(
     return Applied(False, news, task, channels, queued=news and bool(channels))
 
 
-def _select_task(conn: sqlite3.Connection, family: str, task_id: str) -> Task | None:
+def _select_task(conn: Connection, family: str, task_id: str) -> Task | None:
     row = conn.execute(
         "SELECT * FROM tasks WHERE family = ? AND task_id = ?", (family, task_id)
     ).fetchone()
@@ -236,7 +235,7 @@ def _select_task(conn: sqlite3.Connection, family: str, task_id: str) -> Task | 
 
 
 def _insert_event(
-    conn: sqlite3.Connection,
+    conn: Connection,
     family: str,
     update: TaskUpdate,
     body: str,
@@ -291,15 +290,13 @@ _UPSERT_TASK = (
 )
 
 
-def _insert_task(
-    conn: sqlite3.Connection, family: str, task: Task, videos: str, images: str
-) -> bool:
+def _insert_task(conn: Connection, family: str, task: Task, videos: str, images: str) -> bool:
     """Store a task that is not stored yet; False, writing nothing, when it is."""
     row = _task_row(family, task, videos, images)
     return conn.execute(_INSERT_NEW_TASK, row).rowcount > 0
 
 
-def _upsert_task(conn: sqlite3.Connection, family: str, task: Task) -> None:
+def _upsert_task(conn: Connection, family: str, task: Task) -> None:
     videos, images = _json_list(task.video_urls), _json_list(task.image_urls)
     conn.execute(_UPSERT_TASK, _task_row(family, task, videos, images))
 
@@ -328,9 +325,7 @@ def _json_list(values: tuple[str, ...]) -> str:
     return json.dumps(values) if values else "[]"
 
 
-def _add_follower(
-    conn: sqlite3.Connection, family: str, task_id: str, channel: str, now: float
-) -> bool:
+def _add_follower(conn: Connection, family: str, task_id: str, channel: str, now: float) -> bool:
     cursor = conn.execute(
         """INSERT INTO task_channels (family, task_id, channel, followed_at) VALUES (?, ?, ?, ?)
            ON CONFLICT DO NOTHING""",
@@ -339,7 +334,7 @@ def _add_follower(
     return cursor.rowcount > 0
 
 
-def _shared_fields(row: sqlite3.Row) -> dict[str, Any]:
+def _shared_fields(row: Row) -> dict[str, Any]:
     """The columns that tasks and events both keep, read back into Python values."""
     return {
         "product": row["product"],
@@ -356,7 +351,7 @@ def _shared_fields(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def _task(row: sqlite3.Row) -> Task:
+def _task(row: Row) -> Task:
     return Task(
         **_shared_fields(row),
         created_at=row["created_at"],
@@ -370,7 +365,7 @@ def _task(row: sqlite3.Row) -> Task:
     )
 
 
-def event_update(row: sqlite3.Row) -> TaskUpdate:
+def event_update(row: Row) -> TaskUpdate:
     """The `TaskUpdate` an event row recorded."""
     return TaskUpdate(**_shared_fields(row), raw=json.loads(row["body"]))
 
@@ -387,7 +382,7 @@ class Started:
 
 
 def record_started(
-    conn: sqlite3.Connection,
+    conn: Connection,
     update: TaskUpdate,
     channel: str,
     now: float,

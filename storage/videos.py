@@ -8,17 +8,16 @@ one transaction.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 
 from bot.video.saved import SavedVideo, SaveState
-from storage.database import Database
+from storage.database import Connection, Database, Row
 from storage.outbox import OutboxRow, enqueue_card_update, enqueue_video
 
 
 def queue_video(
-    conn: sqlite3.Connection,
+    conn: Connection,
     family: str,
     task_id: str,
     channel: str,
@@ -80,7 +79,7 @@ class SavedVideos:
         """The video is in the thread: record it, finish the row, and update the card."""
         now = self._clock()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Connection) -> None:
             _update(conn, row, SaveState.SAVED, now, file_id=file_id, title=title, size=size)
             _finish(conn, row, "done", None, now)
             enqueue_card_update(conn, row.family, row.task_id, row.channel, f"video:{row.id}", now)
@@ -97,7 +96,7 @@ class SavedVideos:
         """
         now = self._clock()
 
-        def write(conn: sqlite3.Connection) -> None:
+        def write(conn: Connection) -> None:
             _update(conn, row, SaveState.NOT_SAVED, now, reason=reason, explanation=explanation)
             _finish(conn, row, "failed" if operator else "done", reason, now)
             enqueue_card_update(conn, row.family, row.task_id, row.channel, f"video:{row.id}", now)
@@ -106,7 +105,7 @@ class SavedVideos:
 
 
 def _update(
-    conn: sqlite3.Connection,
+    conn: Connection,
     row: OutboxRow,
     state: SaveState,
     now: float,
@@ -142,9 +141,7 @@ def _update(
     )
 
 
-def _finish(
-    conn: sqlite3.Connection, row: OutboxRow, status: str, note: str | None, now: float
-) -> None:
+def _finish(conn: Connection, row: OutboxRow, status: str, note: str | None, now: float) -> None:
     conn.execute(
         """UPDATE outbox SET status = ?, last_error = ?, done_at = ?, attempts = attempts + 1
            WHERE id = ?""",
@@ -152,7 +149,7 @@ def _finish(
     )
 
 
-def _saved(row: sqlite3.Row) -> SavedVideo:
+def _saved(row: Row) -> SavedVideo:
     return SavedVideo(
         url=row["url"],
         state=SaveState(row["status"]),
