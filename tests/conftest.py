@@ -35,6 +35,11 @@ HMAC_KEY = "test-webhook-hmac-key-do-not-use"
 SIGNING_SECRET = "test-signing-secret"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the tests that take minutes first, so the workers share out the short ones."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def product_of(name: str) -> str:
     """The product slug a fixture file name starts with (the longest one that fits)."""
     from bot.kie.products import PRODUCTS

@@ -16,6 +16,7 @@ import re
 
 import aiohttp
 import psycopg
+import pytest
 
 from tests.conftest import eventually, load, slash
 from tests.e2e.processes import BotProcess, free_port, remote, service_env
@@ -45,6 +46,7 @@ def veo_4k(number: int) -> dict:
     return body
 
 
+@pytest.mark.long
 async def test_two_replicas_share_the_work_and_survive_a_kill(tmp_path, fake_slack, postgres_url):
     envs = []
     for name in ("a", "b"):

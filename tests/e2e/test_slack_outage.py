@@ -10,6 +10,8 @@ import copy
 import logging
 import sqlite3
 
+import pytest
+
 from bot.server import ROUTES
 from tests.conftest import eventually, load, scrape
 
@@ -37,6 +39,7 @@ def veo_4k_failed(task_id: str) -> dict:
     return body
 
 
+@pytest.mark.long
 async def test_a_two_minute_outage_loses_and_doubles_nothing(start_bot, fake_slack, caplog):
     bot = await start_bot(fake_slack)
     routes = {channel: await bot.app[ROUTES].issue(channel) for channel in CHANNELS}
