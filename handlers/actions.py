@@ -22,16 +22,13 @@ from bot.config import Settings
 from bot.kie.client import KieClient, KieError
 from bot.kie.payload import as_mapping
 from bot.kie.products import MAX_TASK_ID, PRODUCTS, Product
-from bot.slack.messages import (
+from bot.slack.blocks import escape, is_channel_id, is_user_id, mention
+from bot.slack.buttons import (
     COMMENT_MAX,
     SHARE_CHANNEL,
     SHARE_COMMENT,
     build_fresh_links,
     build_share_modal,
-    escape,
-    is_channel_id,
-    is_user_id,
-    mention,
     read_button_value,
     shared_note,
     upscale_note,

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from bot.config import Settings
 from bot.kie.client import KieClient, KieError
 from bot.kie.products import POLL_PRODUCTS, PRODUCTS, Product, product_names
-from bot.slack.messages import Message, build_task_message, escape
+from bot.slack.blocks import Message, escape
+from bot.slack.messages import build_task_message
 from bot.task import Task, TaskUpdate
 from storage.database import StoreUnavailable
 from storage.polls import PollSchedule

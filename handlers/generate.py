@@ -32,6 +32,8 @@ from bot.kie.submit import (
     build_request,
     extend_request,
 )
+from bot.slack.blocks import escape, mention
+from bot.slack.buttons import read_button_value
 from bot.slack.forms import (
     ASPECT,
     DURATION,
@@ -43,7 +45,6 @@ from bot.slack.forms import (
     build_new_form,
     read_form,
 )
-from bot.slack.messages import escape, mention, read_button_value
 from bot.task import State, Task, TaskUpdate
 from storage.database import StoreUnavailable
 from storage.polls import PollSchedule

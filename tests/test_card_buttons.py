@@ -10,23 +10,21 @@ import pytest
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
-from bot.slack.messages import (
+from bot.slack.blocks import Message
+from bot.slack.buttons import (
     FRESH_LINK,
     GET_1080P,
     POLL_NOW,
     SHARE,
     UPSCALE_4K,
-    Message,
     build_fresh_links,
-    build_notice,
     build_share_modal,
-    build_task_message,
-    build_update_message,
     button_value,
     read_button_value,
     shared_note,
     upscale_note,
 )
+from bot.slack.messages import build_notice, build_task_message, build_update_message
 from bot.task import State, Task, TaskUpdate
 
 STARTED = 1_800_000_000.0

@@ -13,13 +13,9 @@ from slack_sdk.models.blocks import Block
 
 from bot.kie.failures import explain_failure
 from bot.kie.products import PRODUCTS, RESULT_RETENTION_DAYS
+from bot.slack.blocks import Message
 from bot.slack.console import render_console
-from bot.slack.messages import (
-    Message,
-    build_notice,
-    build_task_message,
-    build_update_message,
-)
+from bot.slack.messages import build_notice, build_task_message, build_update_message
 from bot.task import State, Task, TaskUpdate
 from tests.conftest import CALLBACKS, FIXTURES, callback_files, product_of
 

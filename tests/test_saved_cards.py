@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import pytest
 from slack_sdk.models.blocks import Block
 
+from bot.slack.blocks import Message
 from bot.slack.console import file_size, render_console, render_file
-from bot.slack.messages import SAVED_IN_THREAD, Message, build_task_message
+from bot.slack.messages import SAVED_IN_THREAD, build_task_message
 from bot.task import State, Task
 from bot.video.saved import SavedVideo, SaveState
 

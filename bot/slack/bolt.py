@@ -9,8 +9,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.forms import EXTEND_VIEW, NEW_VIEW
-from bot.slack.messages import (
+from bot.slack.buttons import (
     AGAIN,
     EXTEND,
     FRESH_LINK,
@@ -20,6 +19,7 @@ from bot.slack.messages import (
     SHARE_VIEW,
     UPSCALE_4K,
 )
+from bot.slack.forms import EXTEND_VIEW, NEW_VIEW
 from handlers.actions import Actions
 from handlers.commands import Commands
 from handlers.generate import Generate

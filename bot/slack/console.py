@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, TextIO
 
-from bot.slack.messages import Message
+from bot.slack.blocks import Message
 
 # --- console ----------------------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ from typing import TypeVar
 import aiohttp
 
 from bot.kie.products import PRODUCTS, model_name
+from bot.slack.blocks import Message
 from bot.slack.gateway import SlackError, SlackGateway
-from bot.slack.messages import Message, build_notice, build_task_message, build_update_message
+from bot.slack.messages import build_notice, build_task_message, build_update_message
 from bot.slack.upload import UploadError, video_filename, video_title
 from bot.task import Task
 from bot.video.errors import TransferError

@@ -21,7 +21,7 @@ from bot.kie.submit import (
     Catalog,
     ModelSpec,
 )
-from bot.slack.messages import escape
+from bot.slack.blocks import escape
 
 #: The callback ids of the two forms (Bolt routes their submissions by them).
 NEW_VIEW = "kie_new"

@@ -13,7 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.metrics import Metrics
-from bot.slack.messages import Message
+from bot.slack.blocks import Message
 from bot.slack.upload import UploadError, complete_upload, upload_file
 
 log = logging.getLogger(__name__)
