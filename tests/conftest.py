@@ -349,10 +349,16 @@ async def click(
 
 
 async def submit_view(
-    bot: Bot, view: dict[str, Any], values: dict[str, Any], *, user: str = "U0USER"
+    bot: Bot,
+    view: dict[str, Any],
+    values: dict[str, Any],
+    *,
+    user: str = "U0USER",
+    view_id: str = "V00000001",
 ) -> tuple[int, Any]:
     """Submit a modal the bot opened (as the fake Slack recorded it), with `values` by block
-    id: a conversation id for a `conversations_select`, text for a `plain_text_input`."""
+    id: a conversation id for a `conversations_select`, an option value for a
+    `static_select`, text for a `plain_text_input` (None: left empty)."""
     state: dict[str, Any] = {}
     for block in view["blocks"]:
         element = block.get("element") if block.get("type") == "input" else None
@@ -361,6 +367,9 @@ async def submit_view(
         value = values.get(block["block_id"])
         if element["type"] == "conversations_select":
             entry = {"type": "conversations_select", "selected_conversation": value}
+        elif element["type"] == "static_select":
+            chosen = {"value": value, "text": {"type": "plain_text", "text": value}}
+            entry = {"type": "static_select", "selected_option": chosen if value else None}
         else:
             entry = {"type": element["type"], "value": value}
         state[block["block_id"]] = {element["action_id"]: entry}
@@ -373,7 +382,7 @@ async def submit_view(
         "trigger_id": "1337.43.1",
         "view": {
             **view,
-            "id": "V00000001",
+            "id": view_id,
             "team_id": "T000FAKE",
             "state": {"values": state},
             "hash": "1.abc",

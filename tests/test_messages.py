@@ -29,18 +29,9 @@ def load(name: str) -> TaskUpdate:
 
 
 def as_task(update: TaskUpdate, finished_at: float | None = FINISHED) -> Task:
-    return Task(
-        product=update.product,
-        task_id=update.task_id,
-        state=update.state,
-        video_urls=update.video_urls,
-        image_urls=update.image_urls,
-        code=update.code,
-        message=update.message,
-        prompt=update.prompt,
-        source=update.source,
+    return replace(
+        Task.first(update, FINISHED),
         created_at=FINISHED - 300,
-        updated_at=FINISHED,
         finished_at=finished_at if update.state.is_final else None,
     )
 

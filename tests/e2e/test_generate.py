@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import eventually, find_button, load, post_interaction, slash
+from tests.conftest import eventually, find_button, load, post_interaction, slash, submit_view
 from tests.fakes.kie import GENERATE
 
 CHANNEL = "C0GEN"
@@ -86,29 +86,8 @@ async def click(bot, fake_slack, message, text: str, *, user: str = ASKER, actio
 
 
 async def submit_form(bot, view: dict[str, Any], values: dict[str, str | None], view_id: str):
-    """Submit a form the bot opened, with `values` by block id (None: left empty)."""
-    state: dict[str, Any] = {}
-    for block in view["blocks"]:
-        if block.get("type") != "input":
-            continue
-        element, value = block["element"], values.get(block["block_id"])
-        if element["type"] == "static_select":
-            chosen = {"value": value, "text": {"type": "plain_text", "text": value}}
-            entry = {"type": "static_select", "selected_option": chosen if value else None}
-        else:
-            entry = {"type": element["type"], "value": value}
-        state[block["block_id"]] = {element["action_id"]: entry}
-    payload = {
-        "type": "view_submission",
-        "team": {"id": "T000FAKE", "domain": "fakeco"},
-        "user": {"id": ASKER, "username": "someone", "team_id": "T000FAKE"},
-        "api_app_id": "A0APP",
-        "token": "legacy",
-        "trigger_id": "88.1.1",
-        "view": {**view, "id": view_id, "state": {"values": state}, "hash": "1.x"},
-        "response_urls": [],
-    }
-    return await post_interaction(bot, payload)
+    """Submit a form the bot opened, as the person who asked, with `values` by block id."""
+    return await submit_view(bot, view, values, user=ASKER, view_id=view_id)
 
 
 async def veo_result(bot, fake_slack, fake_kie, prompt: str = "a paper boat in the rain"):
