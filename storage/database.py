@@ -31,6 +31,11 @@ MAX_BATCH = 200
 CHECKPOINT_EVERY = 0.25
 #: Should the background checkpoints fall behind, a commit checkpoints at this many log pages.
 WAL_LIMIT_PAGES = 10_000
+#: A background checkpoint that still found this many log pages (writes kept coming while it
+#: copied) has the writing connection copy the last ones, so that the log starts again.
+WAL_RESTART_PAGES = 2_000
+#: How many times in a row a background checkpoint copies what was written meanwhile.
+CHECKPOINT_ROUNDS = 3
 
 #: Each entry moves the schema one version up; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -325,18 +330,22 @@ class Database:
 
 
 class SqliteDatabase(Database):
-    """SQLite through one aiosqlite connection (its worker thread runs our functions).
+    """SQLite through two aiosqlite connections: one writes, the other reads and checkpoints.
 
-    Only aiosqlite's public API: the connection is our `_Connection` (sqlite3's `factory`,
-    passed through `aiosqlite.connect`), and `execute_fetchall(_RUN, (fn,))` has aiosqlite's
-    thread call `fn` there, as one hand-off like any statement.
+    `run` and `write` go to the first; `fetchall` and `fetchone` (reads) to the second, so a
+    slow read never holds up a write: in WAL mode it reads the last commit meanwhile. The
+    second one also copies the log into the database file (a checkpoint, which waits for the
+    disk) after commits, so that commits do not.
+
+    Only aiosqlite's public API: each connection is our `_Connection` (sqlite3's `factory`,
+    passed through `aiosqlite.connect`), and `execute_fetchall(_RUN, (fn,))` has its thread
+    call `fn` there, as one hand-off like any statement.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         super().__init__()
         self._conn = conn
-        self._path = path
-        self._checkpointer: aiosqlite.Connection | None = None
+        self._reader = reader
         self._checkpoint: asyncio.Task[None] | None = None
         self._checkpoint_at = -CHECKPOINT_EVERY
 
@@ -347,24 +356,45 @@ class SqliteDatabase(Database):
             conn = await aiosqlite.connect(path, isolation_level=None, factory=_Connection)
         except Exception as exc:
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
-        db = cls(conn, path)
         try:
-            await db.run(_prepare)
-        except Exception:
+            await _call(conn, _prepare)
+            reader = await aiosqlite.connect(path, isolation_level=None, factory=_Connection)
+        except Exception as exc:
             await conn.close()
+            if isinstance(exc, StoreUnavailable):
+                raise
+            raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
+        db = cls(conn, reader)
+        try:
+            await _call(reader, _prepare_reader)
+        except Exception:
+            await db.close()
             raise
         return db
 
     async def close(self) -> None:
         if self._checkpoint is not None:
             await self._checkpoint
-        if self._checkpointer is not None:
-            await self._checkpointer.close()
+        await self._reader.close()
         await self._conn.close()
 
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        return await _call(self._conn, fn)
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """The rows of a read, as of the last commit (on the reading connection)."""
+        return await _call(self._reader, lambda conn: conn.execute(sql, params).fetchall())
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """The first row of a read, as of the last commit (on the reading connection)."""
+        return await _call(self._reader, lambda conn: conn.execute(sql, params).fetchone())
+
+    def blocked(self, exc: StoreUnavailable) -> bool:
+        return isinstance(exc.__cause__, sqlite3.OperationalError)
+
     def committed(self) -> None:
-        """Start a checkpoint on a connection of its own, unless one ran a moment ago: commits
-        do not wait for the disk, and it never holds back a writer (PASSIVE)."""
+        """Start a checkpoint on the reading connection, unless one ran a moment ago; it never
+        holds back a writer (PASSIVE)."""
         now = time.monotonic()
         if now - self._checkpoint_at < CHECKPOINT_EVERY:
             return
@@ -375,25 +405,24 @@ class SqliteDatabase(Database):
 
     async def _checkpoint_log(self) -> None:
         try:
-            if self._checkpointer is None:
-                self._checkpointer = await aiosqlite.connect(self._path, isolation_level=None)
-            await self._checkpointer.execute_fetchall("PRAGMA wal_checkpoint(PASSIVE)")
-        except (sqlite3.Error, ValueError) as exc:  # the next commit tries again
+            pages = await _call(self._reader, _checkpoint)
+            if pages >= WAL_RESTART_PAGES:  # the last pages, between two groups of writes
+                await self.run(_checkpoint)
+        except StoreUnavailable as exc:  # the next commit tries again
             log.debug("write-ahead log checkpoint failed: %s", exc)
 
-    async def run(self, fn: Callable[[Connection], T]) -> T:
-        try:
-            rows = await self._conn.execute_fetchall(_RUN, (fn,))
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(str(exc)) from exc
-        except ValueError as exc:
-            if str(exc) in ("Connection closed", "no active connection"):  # aiosqlite's words
-                raise StoreUnavailable(f"database {exc}") from exc
-            raise
-        return cast(T, next(iter(rows)))
 
-    def blocked(self, exc: StoreUnavailable) -> bool:
-        return isinstance(exc.__cause__, sqlite3.OperationalError)
+async def _call(conn: aiosqlite.Connection, fn: Callable[[Connection], T]) -> T:
+    """`fn(connection)` on the connection's thread; sqlite errors become `StoreUnavailable`."""
+    try:
+        rows = await conn.execute_fetchall(_RUN, (fn,))
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    except ValueError as exc:
+        if str(exc) in ("Connection closed", "no active connection"):  # aiosqlite's words
+            raise StoreUnavailable(f"database {exc}") from exc
+        raise
+    return cast(T, next(iter(rows)))
 
 
 #: The statement that `_Connection.execute` reads as "call the function given as parameter";
@@ -496,6 +525,23 @@ def _in_transaction(begin: str, fn: Callable[[Connection], T], conn: Connection)
         raise
     conn.execute("COMMIT")
     return result
+
+
+def _prepare_reader(connection: Connection) -> None:
+    conn = cast(sqlite3.Connection, connection)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def _checkpoint(conn: Connection) -> int:
+    """Copy the log into the database file, again while it grew meanwhile; its size in pages."""
+    pages = -1
+    for _ in range(CHECKPOINT_ROUNDS):
+        _, logged, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        if logged == pages:
+            break
+        pages = logged
+    return int(pages)
 
 
 def _prepare(connection: Connection) -> None:

@@ -129,8 +129,8 @@ async def test_the_log_is_checkpointed_in_the_background_not_by_commits(tmp_path
     path = tmp_path / "d.db"
     db = await Database.open(path)
     try:
-        limit = await db.fetchone("PRAGMA wal_autocheckpoint")
-        assert limit is not None and limit[0] == WAL_LIMIT_PAGES
+        limit = await db.run(lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone())
+        assert limit[0] == WAL_LIMIT_PAGES
         await db.write(insert("c"))
 
         def in_database_file() -> list[str]:  # the main file alone, without the log
@@ -146,4 +146,29 @@ async def test_the_log_is_checkpointed_in_the_background_not_by_commits(tmp_path
             await asyncio.sleep(0.05)
         assert in_database_file() == ["c"]
     finally:
+        await db.close()
+
+
+async def test_a_read_does_not_wait_for_a_write_and_sees_the_last_commit(tmp_path):
+    db = await Database.open(tmp_path / "d.db")
+    try:
+        await db.write(insert("before"))
+        started, release = threading.Event(), threading.Event()
+
+        def slow(conn: sqlite3.Connection) -> str:
+            insert("during")(conn)
+            started.set()
+            release.wait(5)
+            return "during"
+
+        writing = asyncio.ensure_future(db.write(slow))
+        await asyncio.to_thread(started.wait, 5)
+        rows = await asyncio.wait_for(db.fetchall("SELECT token FROM routes"), timeout=2)
+        assert [row["token"] for row in rows] == ["before"]
+        release.set()
+        assert await writing == "during"
+        rows = await db.fetchall("SELECT token FROM routes ORDER BY token")
+        assert [row["token"] for row in rows] == ["before", "during"]
+    finally:
+        release.set()
         await db.close()
