@@ -78,6 +78,8 @@ WARMUP_SECONDS = 1.0
 REQUEST_TIMEOUT = 10.0
 TARGET_RATIO = 0.6
 TARGET_P99_MS = 5.0
+#: Settings that change what the bot does per callback; shown when this environment sets them.
+SHOWN_SETTINGS = ("SLACK_SAVE_VIDEOS", "SAVE_VIDEO_MAX_MB", "LOG_FORMAT", "POLL_INTERVAL")
 WRK_MISSING = (
     "ingest benchmark: wrk is not installed; it drives the load. Install it with "
     "`apt-get install wrk` (Debian/Ubuntu) and run again."
@@ -367,6 +369,9 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
         f"connections, then {args.rate:g} req/s open loop for {args.seconds:g} s"
     )
     print(f"  kie-slack with LOG_LEVEL={args.log_level} (--log-level; the bot's default is INFO)")
+    exported = [f"{name}={os.environ[name]}" for name in SHOWN_SETTINGS if name in os.environ]
+    if exported:
+        print(f"  kie-slack settings from this environment: {' '.join(exported)}")
     print(f"  load average before: {load()}")
     plans = Plans(tmp)
     targets = await start_targets(args, tmp, cpus)
