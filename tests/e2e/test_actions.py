@@ -285,8 +285,14 @@ async def test_progress_is_shown_and_updated_at_most_once_a_minute(start_bot, fa
     assert "Running for under a minute" in root.content
     assert f"kie.ai last asked <!date^{start}^{{time}}|" in root.content
 
+    def next_poll_at() -> float | None:
+        with sqlite3.connect(bot.settings.database_path) as db:
+            return db.execute("SELECT next_poll_at FROM tasks").fetchone()[0]
+
     clock.now += 30  # the scheduled poll comes due: asked, but too soon to update the root
     await eventually(lambda: fake_kie.polls(TASK) == 2)
+    # The clock moves only once the poller has scheduled the next poll (by the clock it read).
+    await eventually(lambda: next_poll_at() == clock.now + 1)
     clock.now += 31  # a minute after the root: the next poll updates it
     await eventually(lambda: fake_kie.polls(TASK) == 3)
     await eventually(lambda: root.updates)
