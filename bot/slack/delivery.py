@@ -151,6 +151,9 @@ class Lane:
     channels: Callable[[], Awaitable[list[str]]]
     head: Callable[[str], Awaitable[OutboxRow | None]]
     slots: asyncio.Semaphore | None = None
+    #: The shortest time between two looks for channels with work in this lane.
+    scan_every: float = 0.0
+    scanned_at: float = float("-inf")
     running: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
 
@@ -196,6 +199,9 @@ class Delivery:
                 outbox.video_channels,
                 outbox.video_head,
                 slots=asyncio.Semaphore(MAX_TRANSFERS),
+                # Finding the videos whose thread is ready reads every waiting video row: not
+                # on every wake-up of a busy outbox, at most once per look-again interval.
+                scan_every=RECHECK,
             ),
         )
 
@@ -237,6 +243,9 @@ class Delivery:
 
     async def _start_lanes(self, lane: Lane) -> None:
         """A drainer for each channel with work in `lane` that this process may claim."""
+        if time.monotonic() - lane.scanned_at < lane.scan_every:
+            return
+        lane.scanned_at = time.monotonic()
         try:
             channels = await lane.channels()
         except StoreUnavailable as exc:
