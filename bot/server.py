@@ -198,6 +198,7 @@ def create_app(
             interval=settings.poll_interval,
             clock=clock,
         )
+        await app[SCHEDULE].resume()
         scheduler = start_scheduler(poller, tick_seconds=min(5.0, settings.poll_interval / 2))
         yield
         scheduler.shutdown(wait=False)

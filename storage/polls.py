@@ -39,6 +39,20 @@ class PollSchedule:
         self._tasks = tasks
         self._clock = clock
 
+    async def resume(self) -> None:
+        """At the start of the one process of a SQLite store: polls that an earlier run had
+        claimed or scheduled are due now (its claims died with it). Replicas sharing
+        PostgreSQL leave each other's claims to run out instead."""
+        if self._db.dialect != "sqlite":
+            return
+        now = self._clock()
+        await self._db.write(
+            lambda conn: conn.execute(
+                "UPDATE tasks SET next_poll_at = ? WHERE state = 'running' AND next_poll_at > ?",
+                (now, now),
+            )
+        )
+
     async def start(self, family: str, task_id: str, *, delay: float) -> None:
         """Poll the task in `delay` s and on until it ends or `FOLLOW_FOR` passes."""
         now = self._clock()
