@@ -302,7 +302,7 @@ class KieClient:
         path, body = request_body(request, callback_url)
         await self._limiter.wait()
         try:
-            envelope = await self._post(path, body)
+            envelope = await self._request("POST", path, None, body)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise KieError(
                 "unavailable",
@@ -315,24 +315,6 @@ class KieClient:
         if not task_id or len(task_id) > MAX_TASK_ID or not task_id.isprintable():
             raise KieError("unavailable", "kie.ai accepted the request but named no task id")
         return task_id
-
-    async def _post(self, path: str, body: Mapping[str, Any]) -> Envelope:
-        async with self._session.post(
-            self._base + path, json=body, headers=self._headers, timeout=self._timeout
-        ) as response:
-            raw = await response.read()
-            status = response.status
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            answer = None
-        if not isinstance(answer, Mapping):
-            answer = {"code": status, "msg": f"HTTP {status} with no JSON envelope"}
-        code = code_of(answer.get("code"))
-        if code is None:
-            code = status if status != 200 else 500
-        self._metrics.kie_request(path, code)
-        return Envelope(code, message_of(answer), answer.get("data"), answer)
 
     async def credits(self) -> float:
         """The account's remaining credits."""
