@@ -334,18 +334,7 @@ class Delivery:
                 )
                 await self._outbox.fail(row, reason)
                 return
-            counted = exc.retry_after is None  # a 429 is Slack's pace, not a failed try
-            delay = exc.retry_after if exc.retry_after is not None else backoff(row.attempts)
-            log.debug(
-                "%s for task %s in %s: %s; retry in %.1f s",
-                row.kind,
-                row.task_id,
-                row.channel,
-                reason,
-                delay,
-                extra=where,
-            )
-            await self._outbox.retry(row, reason, delay, counted=counted)
+            await self._retry_later(row, reason, exc.retry_after, row.kind)
             return
         if not exc.permanent and row.unknown_errors + 1 < MAX_UNKNOWN_ATTEMPTS:
             delay = backoff(row.attempts)
@@ -373,6 +362,23 @@ class Delivery:
             extra=where,
         )
         await self._outbox.fail(row, reason)
+
+    async def _retry_later(
+        self, row: OutboxRow, reason: str, retry_after: float | None, what: str
+    ) -> None:
+        """Try `row` again after passing trouble: Slack's own wait (a 429, not counted as a
+        try), else the backoff of its tries."""
+        delay = retry_after if retry_after is not None else backoff(row.attempts)
+        log.debug(
+            "%s of task %s in %s: %s; retry in %.1f s",
+            what,
+            row.task_id,
+            row.channel,
+            reason,
+            delay,
+            extra={"task_id": row.task_id, "channel": row.channel},
+        )
+        await self._outbox.retry(row, reason, delay, counted=retry_after is None)
 
     async def _send(self, row: OutboxRow) -> None:
         if row.kind == "video":
@@ -595,18 +601,7 @@ class Delivery:
         reason = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
         if exc.retryable:
             if self._clock() - row.window_start <= self._retry_seconds:
-                counted = exc.retry_after is None
-                delay = exc.retry_after if exc.retry_after is not None else backoff(row.attempts)
-                log.debug(
-                    "video %d of task %s in %s: %s; retry in %.1f s",
-                    index + 1,
-                    row.task_id,
-                    row.channel,
-                    reason,
-                    delay,
-                    extra=where,
-                )
-                await self._outbox.retry(row, reason, delay, counted=counted)
+                await self._retry_later(row, reason, exc.retry_after, f"video {index + 1}")
                 return
             hours = f"{self._retry_seconds / 3600:g}"
             explanation = (
