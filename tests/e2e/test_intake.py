@@ -171,7 +171,8 @@ async def test_chunked_body_over_one_mib_is_413(start_bot):
 async def test_a_store_that_cannot_write_answers_503_and_recovers(start_bot):
     bot = await start_bot()
     assert (await bot.callback("veo", load("veo-success.json")))[0] == 200
-    locker = sqlite3.connect(bot.settings.database_path, timeout=0)
+    # The lock may wait a moment for the bot's own background checkpoint to finish.
+    locker = sqlite3.connect(bot.settings.database_path, timeout=5)
     locker.execute("BEGIN EXCLUSIVE")
     try:
         status, answer = await bot.callback("runway", load("runway-success.json"))
