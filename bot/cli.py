@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -113,6 +114,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def _freeze_startup_objects(app: object) -> None:
+    """Keep what start-up made (modules, clients, the app) out of every later garbage
+    collection: a full collection walks every tracked object, and once the app has started,
+    those are tens of thousands that live as long as the process. Measured with the ingest
+    benchmark, such collections held the event loop for tens of milliseconds."""
+    gc.collect()
+    gc.freeze()
+
+
 def serve(settings: Settings) -> int:
     """Run the server until SIGINT/SIGTERM; resources close in reverse order on the way out."""
     from aiohttp import web
@@ -121,9 +131,11 @@ def serve(settings: Settings) -> int:
     from storage.database import StoreUnavailable
 
     configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    app.on_startup.append(_freeze_startup_objects)
     try:
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             print=lambda _: print(

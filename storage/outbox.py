@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.kie.products import family_products
 from storage.database import Connection, Database, Row
 
 Kind = Literal["root", "reply", "update", "notice", "note", "video"]
@@ -274,9 +275,13 @@ class Outbox:
         return found is not None and found[0] is not None
 
     async def last_event_id(self, family: str, task_id: str) -> int | None:
+        # By product, not family: (product, task_id) leads the events' unique index, so this
+        # reads the task's own events instead of the whole log.
+        products = family_products(family)
         row = await self._db.fetchone(
-            "SELECT MAX(id) FROM events WHERE family = ? AND task_id = ? AND news = 1",
-            (family, task_id),
+            f"""SELECT MAX(id) FROM events WHERE product IN ({", ".join("?" * len(products))})
+                AND task_id = ? AND news = 1""",
+            (*products, task_id),
         )
         return row[0] if row else None
 

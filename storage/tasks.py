@@ -45,8 +45,11 @@ class RecordedEvent:
 class TaskStore:
     """Tasks, the event log and the channels that follow each task.
 
-    With `save_videos` (SLACK_SAVE_VIDEOS), each result video is also queued to be saved into
-    the thread of every channel that follows the task, in the transaction that brings it.
+    With `save_videos` (SLACK_SAVE_VIDEOS), a video that news brings to a task whose cards are
+    out is queued, in the transaction that brings it, to be saved into the thread of every
+    channel that follows the task. The videos a card shows when it is first posted are queued
+    by the delivery as it posts it (`SavedVideos.queue`): a new task's callback writes no video
+    rows, and a burst of them leaves no pile of videos waiting for their threads.
     """
 
     def __init__(
@@ -92,10 +95,6 @@ class TaskStore:
                 enqueue_note(
                     conn, family, task_id, channel, f"followed:{family}:{task_id}", note, now
                 )
-            task = _select_task(conn, family, task_id)
-            if self._save_videos and task is not None:
-                for url in task.video_urls:
-                    queue_video(conn, family, task_id, channel, url, None, now)
             return True
 
         added = await self._db.write(write)
@@ -211,10 +210,7 @@ def _apply(
         channels = tuple(row["channel"] for row in following)
     if not channels and channel is not None:
         _add_follower(conn, family, update.task_id, channel, now)
-        enqueue_root(conn, family, update.task_id, channel, now)
-        if save_videos:  # after the root: the file goes into its thread
-            for url in task.video_urls:
-                queue_video(conn, family, update.task_id, channel, url, None, now)
+        enqueue_root(conn, family, update.task_id, channel, now)  # it queues the videos
         return Applied(False, news, task, (channel,), queued=True)
     if news:
         known = old.video_urls if old is not None else ()

@@ -9,7 +9,7 @@ one transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from bot.video.saved import SavedVideo, SaveState
 from storage.database import Connection, Database, Row
@@ -42,6 +42,17 @@ class SavedVideos:
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
         self._clock = clock
+
+    async def queue(self, family: str, task_id: str, channel: str, urls: Sequence[str]) -> None:
+        """Queue saving each of `urls` into the task's thread in `channel` (once each); the
+        delivery calls this as it posts the task's card there, so that the card says so."""
+        now = self._clock()
+
+        def write(conn: Connection) -> None:
+            for url in urls:
+                queue_video(conn, family, task_id, channel, url, None, now)
+
+        await self._db.write(write)
 
     async def outcomes(self, family: str, task_id: str, channel: str) -> dict[str, SavedVideo]:
         """Every video of the task known in `channel`, by URL (none when saving was off)."""

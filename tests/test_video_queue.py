@@ -1,5 +1,6 @@
-"""Result videos in the outbox, on every backend: queued once per thread in the news'
-transaction, on a lane apart from the posts that waits for its thread, and recorded to the end."""
+"""Result videos in the outbox, on every backend: queued once per thread, as its card is posted
+or in the transaction of the news that brings them, on a lane apart from the posts that waits
+for its thread, and recorded to the end."""
 
 from __future__ import annotations
 
@@ -24,11 +25,22 @@ def update(name: str, *urls: str):
     return PRODUCTS[slug].parse_callback(body)
 
 
-async def drain_posts(outbox: Outbox, channel: str) -> list[str]:
-    """Send (mark done) the channel's posts in order; their kinds."""
+async def drain_posts(
+    outbox: Outbox, channel: str, saving: tuple[TaskStore, SavedVideos] | None = None
+) -> list[str]:
+    """Send (mark done) the channel's posts in order, as the delivery does; their kinds.
+
+    With `saving` (the tasks and the videos' record), each card is posted with its task's
+    videos queued, as the delivery does when saving is on.
+    """
     kinds: list[str] = []
     while (row := await outbox.head(channel)) is not None:
         kinds.append(row.kind)
+        if row.kind == "root" and saving is not None:
+            tasks, videos = saving
+            task = await tasks.get(row.family, row.task_id)
+            assert task is not None
+            await videos.queue(row.family, row.task_id, channel, task.video_urls)
         await outbox.done(row, root_ts="1.1" if row.kind == "root" else None)
     return kinds
 
@@ -39,8 +51,9 @@ async def test_a_video_waits_for_its_root_and_posts_never_wait_for_it(opener):  
     tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)
     await tasks.apply(update("veo-success.json", "https://v.example/a.mp4"), channel="C1")
     assert await outbox.pending_channels() == ["C1"]
-    assert await outbox.video_channels() == [], "the root is not posted yet"
-    assert await drain_posts(outbox, "C1") == ["root"], "the video row is not a post"
+    assert [e.kind for e in await outbox.entries()] == ["root"], "a new task's callback: no video"
+    saving = (tasks, SavedVideos(db, clock=clock))
+    assert await drain_posts(outbox, "C1", saving) == ["root"], "the video row is not a post"
     assert await outbox.video_channels() == ["C1"]
     row = await outbox.video_head("C1")
     assert row is not None and (row.kind, row.text) == ("video", "https://v.example/a.mp4")
@@ -52,7 +65,7 @@ async def test_news_queues_only_new_videos_after_their_reply(opener):  # noqa: F
     clock = Clock()
     tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)
     await tasks.apply(update("veo-success.json", "https://v.example/a.mp4"), channel="C1")
-    await drain_posts(outbox, "C1")
+    await drain_posts(outbox, "C1", (tasks, SavedVideos(db, clock=clock)))
     first = await outbox.video_head("C1")
     assert first is not None
     await outbox.done(first)
@@ -71,13 +84,12 @@ async def test_news_queues_only_new_videos_after_their_reply(opener):  # noqa: F
 async def test_saving_off_queues_no_video_and_a_follower_gets_the_known_ones(opener):  # noqa: F811
     db = await opener()
     clock = Clock()
-    outbox = Outbox(db, clock=clock)
-    await TaskStore(db, clock=clock).apply(update("veo-success.json"), channel="C1")
+    outbox, tasks = Outbox(db, clock=clock), TaskStore(db, clock=clock)
+    await tasks.apply(update("veo-success.json"), channel="C1")
     assert await drain_posts(outbox, "C1") == ["root"]
     assert await outbox.video_channels() == []
-    saving = TaskStore(db, clock=clock, save_videos=True)
-    assert await saving.follow("veo", TASK, "C2")
-    assert await drain_posts(outbox, "C2") == ["root"]
+    assert await tasks.follow("veo", TASK, "C2")
+    assert await drain_posts(outbox, "C2", (tasks, SavedVideos(db, clock=clock))) == ["root"]
     row = await outbox.video_head("C2")
     assert row is not None and row.text is not None and row.text.endswith("_0.mp4")
 
@@ -87,10 +99,11 @@ async def saved_row(opener) -> tuple[Outbox, SavedVideos, OutboxRow, Clock]:  # 
     clock = Clock()
     tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)
     await tasks.apply(update("veo-success.json", "https://v.example/a.mp4"), channel="C1")
-    await drain_posts(outbox, "C1")
+    videos = SavedVideos(db, clock=clock)
+    await drain_posts(outbox, "C1", (tasks, videos))
     row = await outbox.video_head("C1")
     assert row is not None
-    return outbox, SavedVideos(db, clock=clock), row, clock
+    return outbox, videos, row, clock
 
 
 async def test_a_saved_video_finishes_its_row_and_updates_the_card(opener):  # noqa: F811

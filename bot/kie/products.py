@@ -465,3 +465,10 @@ POLL_PRODUCTS: tuple[Product, ...] = tuple(
 def product_names() -> str:
     """The product slugs, for messages that list them."""
     return ", ".join(PRODUCTS)
+
+
+def family_products(family: str) -> tuple[str, ...]:
+    """The slugs of the products in `family` (a Veo task may come back as `veo` or `veo4k`)."""
+    return tuple(slug for slug, product in PRODUCTS.items() if product.family == family) or (
+        family,
+    )

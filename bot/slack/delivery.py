@@ -423,6 +423,9 @@ class Delivery:
         if task is None:
             await self._outbox.fail(row, "task not found")
             return
+        if self._videos is not None and self._transfers is not None and task.video_urls:
+            # Queued now, not with the callback: they go into the thread this card starts.
+            await self._videos.queue(row.family, row.task_id, row.channel, task.video_urls)
         saved = await self._saved_outcomes(row)
 
         def render(image: bool) -> Message:
