@@ -184,7 +184,6 @@ def _apply(
     save_videos: bool = False,
 ) -> Applied:
     family = PRODUCTS[update.product].family
-    lock(conn, f"task:{family}:{update.task_id}")  # replicas apply one task's news in turn
     content_hash = hashlib.sha256(body.encode()).hexdigest()
     videos, images = _json_list(update.video_urls), _json_list(update.image_urls)
     # Most updates are the first news of a task: the event goes in as news and the task row
@@ -196,6 +195,9 @@ def _apply(
     old = None
     channels: tuple[str, ...] = ()
     if not _insert_task(conn, family, task, videos, images):
+        # Replicas merge one task's news in turn. A new task needs no lock: a replica inserting
+        # the same task waits for this transaction on the key, then merges here.
+        lock(conn, f"task:{family}:{update.task_id}")
         old = _select_task(conn, family, update.task_id)
         assert old is not None  # the insert just met its row
         task, news = merge(old, update, now)
