@@ -54,6 +54,7 @@ class Metrics:
             ["product", "status"],
             registry=r,
         )
+        self._callback_counters: dict[tuple[str, int], Counter] = {}
         self._callback_seconds = Histogram(
             PREFIX + "callback_seconds",
             "Time from a callback's arrival to its answer (stored and committed).",
@@ -99,7 +100,12 @@ class Metrics:
 
     def callback(self, product: str, status: int, seconds: float) -> None:
         """A callback answered with `status` after `seconds`; `product` is a known slug."""
-        self._callbacks.labels(product, str(status)).inc()
+        counter = self._callback_counters.get((product, status))
+        if counter is None:  # each (product, status) is looked up once: callbacks are the hot path
+            counter = self._callback_counters[product, status] = self._callbacks.labels(
+                product, str(status)
+            )
+        counter.inc()
         self._callback_seconds.observe(seconds)
 
     def slack_call(self, method: str, outcome: str, seconds: float) -> None:

@@ -23,9 +23,9 @@ log = logging.getLogger(__name__)
 
 #: Larger bodies are refused with 413; real callbacks are a few KiB.
 MAX_BODY_BYTES = 1024 * 1024
-#: The two answers of a stored callback, as `json_answer` writes them (encoded once).
-_RECEIVED = '{"status":"received"}'
-_DUPLICATE = '{"status":"duplicate"}'
+#: The two answers of a stored callback, encoded once.
+_RECEIVED = b'{"status":"received"}'
+_DUPLICATE = b'{"status":"duplicate"}'
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +132,8 @@ async def _read_limited(request: web.Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _answer(text: str) -> web.Response:
-    return web.Response(text=text, content_type="application/json")
+def _answer(body: bytes) -> web.Response:
+    return web.Response(body=body, content_type="application/json", charset="utf-8")
 
 
 def _unavailable(exc: Exception, task_id: str | None = None) -> web.Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from collections.abc import Mapping
 
@@ -14,7 +13,7 @@ SIGNATURE_HEADER = "X-Webhook-Signature"
 def sign(key: str, task_id: str, timestamp: int | str) -> str:
     """The signature kie.ai sends for `task_id` at `timestamp`."""
     message = f"{task_id}.{timestamp}".encode()
-    return base64.b64encode(hmac.new(key.encode(), message, hashlib.sha256).digest()).decode()
+    return base64.b64encode(hmac.digest(key.encode(), message, "sha256")).decode()
 
 
 def signed_headers(key: str, task_id: str, timestamp: int) -> dict[str, str]:
