@@ -12,7 +12,10 @@ import contextlib
 import fcntl
 import functools
 import logging
+import os
 import sqlite3
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -30,10 +33,14 @@ MAX_BATCH = 200
 #: disk) at most this often, in the background, after a commit (seconds).
 CHECKPOINT_EVERY = 0.25
 #: Should the background checkpoints fall behind, a commit checkpoints at this many log pages.
-WAL_LIMIT_PAGES = 10_000
+WAL_LIMIT_PAGES = 20_000
 #: A background checkpoint that still found this many log pages (writes kept coming while it
-#: copied) has the writing connection copy the last ones, so that the log starts again.
-WAL_RESTART_PAGES = 2_000
+#: copied) has the writing connection copy the last ones, so that the log starts again. That
+#: holds writes back for a disk flush (milliseconds): under steady load, a new callback's
+#: transaction adds about a dozen pages, so at 500 callbacks/s this happens every few seconds.
+WAL_RESTART_PAGES = 12_000
+#: The nice value of the checkpointing thread (19: it runs when nothing else wants the CPU).
+LOWEST_PRIORITY = 19
 #: How many times in a row a background checkpoint copies what was written meanwhile.
 CHECKPOINT_ROUNDS = 3
 
@@ -330,22 +337,29 @@ class Database:
 
 
 class SqliteDatabase(Database):
-    """SQLite through two aiosqlite connections: one writes, the other reads and checkpoints.
+    """SQLite through three aiosqlite connections: one writes, one reads, one checkpoints.
 
     `run` and `write` go to the first; `fetchall` and `fetchone` (reads) to the second, so a
     slow read never holds up a write: in WAL mode it reads the last commit meanwhile. The
-    second one also copies the log into the database file (a checkpoint, which waits for the
-    disk) after commits, so that commits do not.
+    third copies the log into the database file (a checkpoint, which waits for the disk)
+    after commits, so that commits do not. Its thread runs at the lowest CPU priority where
+    the system allows it (Linux): the copying takes the CPU only when requests leave it idle.
 
     Only aiosqlite's public API: each connection is our `_Connection` (sqlite3's `factory`,
     passed through `aiosqlite.connect`), and `execute_fetchall(_RUN, (fn,))` has its thread
     call `fn` there, as one hand-off like any statement.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        checkpointer: aiosqlite.Connection,
+    ) -> None:
         super().__init__()
         self._conn = conn
         self._reader = reader
+        self._checkpointer = checkpointer
         self._checkpoint: asyncio.Task[None] | None = None
         self._checkpoint_at = -CHECKPOINT_EVERY
 
@@ -356,25 +370,25 @@ class SqliteDatabase(Database):
             conn = await aiosqlite.connect(path, isolation_level=None, factory=_Connection)
         except Exception as exc:
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
+        others: list[aiosqlite.Connection] = []
         try:
             await _call(conn, _prepare)
-            reader = await aiosqlite.connect(path, isolation_level=None, factory=_Connection)
+            for prepare in (_prepare_reader, _prepare_checkpointer):
+                other = await aiosqlite.connect(path, isolation_level=None, factory=_Connection)
+                others.append(other)
+                await _call(other, prepare)
         except Exception as exc:
-            await conn.close()
+            for opened in (*others, conn):
+                await opened.close()
             if isinstance(exc, StoreUnavailable):
                 raise
             raise StoreUnavailable(f"cannot open database {path}: {exc}") from exc
-        db = cls(conn, reader)
-        try:
-            await _call(reader, _prepare_reader)
-        except Exception:
-            await db.close()
-            raise
-        return db
+        return cls(conn, *others)
 
     async def close(self) -> None:
         if self._checkpoint is not None:
             await self._checkpoint
+        await self._checkpointer.close()
         await self._reader.close()
         await self._conn.close()
 
@@ -393,8 +407,8 @@ class SqliteDatabase(Database):
         return isinstance(exc.__cause__, sqlite3.OperationalError)
 
     def committed(self) -> None:
-        """Start a checkpoint on the reading connection, unless one ran a moment ago; it never
-        holds back a writer (PASSIVE)."""
+        """Start a checkpoint on the checkpointing connection, unless one ran a moment ago;
+        it never holds back a writer (PASSIVE)."""
         now = time.monotonic()
         if now - self._checkpoint_at < CHECKPOINT_EVERY:
             return
@@ -405,7 +419,7 @@ class SqliteDatabase(Database):
 
     async def _checkpoint_log(self) -> None:
         try:
-            pages = await _call(self._reader, _checkpoint)
+            pages = await _call(self._checkpointer, _checkpoint)
             if pages >= WAL_RESTART_PAGES:  # the last pages, between two groups of writes
                 await self.run(_checkpoint)
         except StoreUnavailable as exc:  # the next commit tries again
@@ -531,6 +545,13 @@ def _prepare_reader(connection: Connection) -> None:
     conn = cast(sqlite3.Connection, connection)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def _prepare_checkpointer(connection: Connection) -> None:
+    _prepare_reader(connection)
+    if sys.platform == "linux":  # a thread's own nice value (elsewhere it would be the process')
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
 
 
 def _checkpoint(conn: Connection) -> int:
