@@ -39,8 +39,9 @@ MAX_UNKNOWN_ATTEMPTS = 5
 #: Sent rows are kept this long (for a look at what went out), then deleted.
 KEEP_SENT_ROWS = 7 * 86400.0
 PRUNE_EVERY = 3600.0
-#: The shortest time between two looks for channels with work.
-SCAN_INTERVAL = 0.01
+#: The shortest time between two looks for channels with work: under a stream of callbacks,
+#: each look is a read of the outbox, and a new channel's first post waits at most this long.
+SCAN_INTERVAL = 0.1
 #: The longest time without a look at the outbox: rows that another process made due (an
 #: operator's `kie-slack outbox retry`) are sent within about this long.
 RECHECK = 2.0

@@ -278,6 +278,7 @@ async def test_slack_retries_of_one_command_submit_once(start_bot, fake_slack, f
     )
     [started] = fake_kie.started
     assert f"Already started as task `{started.task_id}`" in late["text"]
+    await eventually(lambda: fake_slack.roots(CHANNEL))
     await slash(bot, fake_slack, "help", channel=CHANNEL)
     assert len(fake_kie.posted(VEO)) == 1 and len(fake_slack.roots(CHANNEL)) == 1
 
