@@ -309,9 +309,13 @@ async def click(
     *,
     user: str = "U0USER",
     response_url: str = "1",
+    action_ts: str | None = None,
 ) -> tuple[int, Any]:
     """Click the button `text` of a message the bot posted (a `Posted` of the fake Slack): a
-    signed `block_actions` payload built from the blocks as posted, like Slack sends it."""
+    signed `block_actions` payload built from the blocks as posted, like Slack sends it.
+
+    `action_ts` is Slack's time of the click: give the same one twice for a retried click.
+    """
     block, button = find_button(message, text)
     payload = {
         "type": "block_actions",
@@ -325,7 +329,7 @@ async def click(
             "channel_id": message.channel,
             "is_ephemeral": False,
         },
-        "trigger_id": f"1337.42.{len(slack.calls)}",
+        "trigger_id": f"1337.42.{len(slack.calls)}.{time.monotonic_ns()}",
         "channel": {"id": message.channel, "name": "somewhere"},
         "message": {
             "type": "message",
@@ -341,7 +345,7 @@ async def click(
                 "text": button["text"],
                 "value": button.get("value"),
                 "type": "button",
-                "action_ts": str(time.time()),
+                "action_ts": action_ts or f"{time.time():.6f}",
             }
         ],
     }

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from typing import Any
 
 import pytest
 
-from tests.conftest import eventually, find_button, load, post_interaction, slash, submit_view
+from tests.conftest import click, eventually, find_button, load, slash, submit_view
 from tests.fakes.kie import GENERATE
 
 CHANNEL = "C0GEN"
@@ -50,39 +49,6 @@ async def route_token(bot, fake_slack, channel: str = CHANNEL) -> str:
 
 async def start_bot_for(start_bot, fake_slack, fake_kie, **settings: Any):
     return await start_bot(fake_slack, fake_kie, public_url=PUBLIC, **settings)
-
-
-async def click(bot, fake_slack, message, text: str, *, user: str = ASKER, action_ts=None):
-    """A signed click of the button `text` on a message as the fake Slack holds it."""
-    block, button = find_button(message, text)
-    payload = {
-        "type": "block_actions",
-        "team": {"id": "T000FAKE", "domain": "fakeco"},
-        "user": {"id": user, "username": "someone", "team_id": "T000FAKE"},
-        "api_app_id": "A0APP",
-        "token": "legacy",
-        "container": {
-            "type": "message",
-            "message_ts": message.ts,
-            "channel_id": message.channel,
-            "is_ephemeral": False,
-        },
-        "trigger_id": f"77.{len(fake_slack.calls)}.{time.monotonic_ns()}",
-        "channel": {"id": message.channel, "name": "somewhere"},
-        "message": {"type": "message", "ts": message.ts, "text": message.text},
-        "response_url": fake_slack.response_url("click"),
-        "actions": [
-            {
-                "action_id": button["action_id"],
-                "block_id": block.get("block_id", "b0"),
-                "text": button["text"],
-                "value": button.get("value"),
-                "type": "button",
-                "action_ts": action_ts or f"{time.time():.6f}",
-            }
-        ],
-    }
-    return await post_interaction(bot, payload)
 
 
 async def submit_form(bot, view: dict[str, Any], values: dict[str, str | None], view_id: str):
@@ -435,7 +401,7 @@ async def test_again_sends_the_same_request_as_a_new_task_that_links_the_origina
     newer = await eventually(lambda: fake_slack.roots(CHANNEL)[1:])
     assert newer[0].ts != root.ts and repeat.task_id in newer[0].text
     assert "<@U0OTHER>" in newer[0].content and f"*Again of:* `{first}`" in newer[0].content
-    link = f"https://fakeco.slack.com/archives/{CHANNEL}/p{root.ts.replace('.', '')}"
+    link = f"https://fake.slack.com/archives/{CHANNEL}/p{root.ts.replace('.', '')}"
     assert link in newer[0].content
     [said] = await eventually(lambda: [a for a in answers(fake_slack) if "as task" in a][1:])
     assert repeat.task_id in said
@@ -445,8 +411,8 @@ async def test_again_sends_the_same_request_as_a_new_task_that_links_the_origina
 async def test_a_double_click_on_again_starts_one_task(start_bot, fake_slack, fake_kie):
     bot = await start_bot_for(start_bot, fake_slack, fake_kie)
     root, _ = await veo_result(bot, fake_slack, fake_kie)
-    await click(bot, fake_slack, root, "Again")
-    await click(bot, fake_slack, root, "Again")
+    await click(bot, fake_slack, root, "Again", user=ASKER)
+    await click(bot, fake_slack, root, "Again", user=ASKER)
     await eventually(lambda: any("nothing more is sent" in a for a in answers(fake_slack)))
     await eventually(lambda: len(fake_slack.roots(CHANNEL)) == 2)
     assert len(fake_kie.started) == 2  # the original and one repeat
@@ -474,7 +440,7 @@ async def test_again_when_starting_is_turned_off_is_explained(start_bot, fake_sl
     bot = await start_bot_for(start_bot, fake_slack, fake_kie, kie_submit_channels=(CHANNEL,))
     root, _ = await veo_result(bot, fake_slack, fake_kie)
     bot2 = await start_bot_for(start_bot, fake_slack, fake_kie, kie_submit=False)
-    await click(bot2, fake_slack, root, "Again")
+    await click(bot2, fake_slack, root, "Again", user=ASKER)
     await eventually(lambda: any("KIE_SUBMIT=off" in a for a in answers(fake_slack)))
     assert len(fake_kie.started) == 1
 
@@ -485,7 +451,7 @@ async def test_extend_asks_how_it_goes_on_and_the_extension_comes_to_the_same_th
     bot = await start_bot_for(start_bot, fake_slack, fake_kie)
     root, first = await veo_result(bot, fake_slack, fake_kie)
     before = len(fake_slack.replies(root))
-    assert await click(bot, fake_slack, root, "Extend") == (200, "")
+    assert await click(bot, fake_slack, root, "Extend", user=ASKER) == (200, "")
     [call] = await eventually(
         lambda: [params for name, params, _ in fake_slack.calls if name == "views.open"]
     )
@@ -525,7 +491,7 @@ async def test_extend_refused_by_kie_is_explained_to_the_asker_only(
     root, _ = await veo_result(bot, fake_slack, fake_kie)
     before = len(fake_slack.replies(root))
     fake_kie.refuse(EXTEND, 422, "Videos upgraded to 1080p cannot be extended")
-    await click(bot, fake_slack, root, "Extend")
+    await click(bot, fake_slack, root, "Extend", user=ASKER)
     [call] = await eventually(
         lambda: [params for name, params, _ in fake_slack.calls if name == "views.open"]
     )
@@ -545,8 +511,8 @@ async def test_clicks_that_name_no_known_task_are_answered(start_bot, fake_slack
         for element in block.get("elements", []) if block.get("type") == "actions" else []:
             element["value"] = "not json"
     root.blocks = forged
-    await click(bot, fake_slack, root, "Again")
-    await click(bot, fake_slack, root, "Extend")
+    await click(bot, fake_slack, root, "Again", user=ASKER)
+    await click(bot, fake_slack, root, "Extend", user=ASKER)
     await eventually(lambda: any("do not know that task" in a for a in answers(fake_slack)))
     await eventually(lambda: any("Only a Veo video" in a for a in answers(fake_slack)))
     assert len(fake_kie.started) == 1
