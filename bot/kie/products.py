@@ -468,7 +468,7 @@ def product_names() -> str:
 
 
 def family_products(family: str) -> tuple[str, ...]:
-    """The slugs of the products in `family` (a Veo task may come back as `veo` or `veo4k`)."""
+    """The slugs of the products in `family` (a Veo task comes back as `veo` or `veo-4k`)."""
     return tuple(slug for slug, product in PRODUCTS.items() if product.family == family) or (
         family,
     )
