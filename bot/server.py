@@ -157,6 +157,10 @@ def create_app(
             app[CLIENTS].kie,
             clock=clock,
         )
+        try:
+            await actions.resume()
+        except StoreUnavailable as exc:
+            log.error("cannot take up the 1080p waits left by the last run: %s", exc)
         if settings.slack_signing_secret is not None:
             generate = Generate(
                 settings,

@@ -21,7 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config import Settings
 from bot.kie.client import KieClient, KieError
 from bot.kie.payload import as_mapping
-from bot.kie.products import MAX_TASK_ID, PRODUCTS, Product
+from bot.kie.products import MAX_TASK_ID, POLL_PRODUCTS, PRODUCTS, Product
 from bot.slack.blocks import escape, is_channel_id, is_user_id, mention
 from bot.slack.buttons import (
     COMMENT_MAX,
@@ -75,8 +75,11 @@ class Answer:
     """Answers only the person who clicked, through the click's response URL (Slack accepts
     five answers there within 30 minutes). An answer that cannot be sent is logged."""
 
-    def __init__(self, respond: Respond | None) -> None:
+    def __init__(
+        self, respond: Respond | None, *, missing: str = "a click came without a response URL"
+    ) -> None:
         self._respond = respond
+        self._missing = missing
 
     async def say(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         answer: dict[str, Any] = {
@@ -87,7 +90,7 @@ class Answer:
         if blocks is not None:
             answer["blocks"] = blocks
         if self._respond is None:
-            log.warning("a click came without a response URL; its answer is lost: %s", text)
+            log.warning("%s; its answer is lost: %s", self._missing, text)
             return
         try:
             await self._respond(**answer)
@@ -139,8 +142,31 @@ class Actions:
 
         await self._click(ack, body, respond, open_modal)
 
+    async def resume(self) -> None:
+        """Take up the 1080p waits that a stopped process left open. The person who clicked
+        is not answered (the click's response URL went with that process); the version still
+        goes into the thread as news when kie.ai has it."""
+        if self.client is None:
+            return
+        now = self.clock()
+        for found in await self.requests.made_since("1080p", now - HD_FOR):
+            product = next((p for p in POLL_PRODUCTS if p.family == found.family), None)
+            if product is None:
+                continue
+            asked = found.request
+            click = Click(asked.user_id, asked.channel, product, found.task_id, trigger_id="")
+            log.info(
+                "taking up the wait for the 1080p version of %s after a restart",
+                found.task_id,
+                extra={"task_id": found.task_id, "channel": asked.channel},
+            )
+            answer = Answer(None, missing="the bot restarted while it waited for kie.ai")
+            remaining = HD_FOR - (now - asked.requested_at)
+            self._spawn(self._wait_for_1080p(self.client, click, answer, remaining))
+
     async def close(self) -> None:
-        """Stop the background work (the 1080p waits); for shutdown."""
+        """Stop the background work (the 1080p waits, which the next start takes up); for
+        shutdown."""
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -225,11 +251,18 @@ class Actions:
         )
         self._spawn(self._wait_for_1080p(kie, click, answer))
 
-    async def _wait_for_1080p(self, kie: KieClient, click: Click, answer: Answer) -> None:
-        """Ask kie.ai every POLL_INTERVAL seconds until the 1080p version is ready (at most
-        `HD_FOR` seconds), then apply it as news about the task."""
+    async def _wait_for_1080p(
+        self, kie: KieClient, click: Click, answer: Answer, remaining: float = HD_FOR
+    ) -> None:
+        """Ask kie.ai every POLL_INTERVAL seconds until the 1080p version is ready (for the
+        `remaining` seconds of the request's `HD_FOR`), then apply it as news about the task.
+
+        The request is closed at the end, whatever the end, but not when shutdown cancels the
+        wait: the next start takes it up (`resume`).
+        """
         interval = float(self.settings.poll_interval)
-        tries = max(1, int(HD_FOR // interval))
+        tries = max(1, int(remaining // interval))
+        cancelled = False
         try:
             async with _explained(answer, lambda: click):
                 update: TaskUpdate | None = None
@@ -250,9 +283,13 @@ class Actions:
                     await answer.say(f"The 1080p version of {click.shown} is in the thread: {url}")
                 else:
                     await answer.say(f"The 1080p version of {click.shown}: {url}")
+        except asyncio.CancelledError:
+            cancelled = True
+            raise
         finally:
-            with contextlib.suppress(StoreUnavailable):
-                await self.requests.release(click.product.family, click.task_id, "1080p")
+            if not cancelled:
+                with contextlib.suppress(StoreUnavailable):
+                    await self.requests.release(click.product.family, click.task_id, "1080p")
 
     # --- Upscale to 4K -------------------------------------------------------------------------
 

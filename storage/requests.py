@@ -25,6 +25,15 @@ class Request:
     requested_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class OpenRequest:
+    """An open request and the task it is about."""
+
+    family: str
+    task_id: str
+    request: Request
+
+
 class RequestStore:
     """The open requests per task and kind."""
 
@@ -80,6 +89,22 @@ class RequestStore:
             return None
 
         return await self._db.write(write)
+
+    async def made_since(self, kind: str, since: float) -> list[OpenRequest]:
+        """The requests of `kind` made at `since` (Unix seconds) or later, oldest first."""
+        rows = await self._db.fetchall(
+            """SELECT family, task_id, user_id, channel, requested_at FROM requests
+               WHERE kind = ? AND requested_at >= ? ORDER BY requested_at""",
+            (kind, since),
+        )
+        return [
+            OpenRequest(
+                row["family"],
+                row["task_id"],
+                Request(kind, row["user_id"], row["channel"], row["requested_at"]),
+            )
+            for row in rows
+        ]
 
     async def release(self, family: str, task_id: str, kind: str) -> None:
         """Close the request: kie.ai refused it, or its answer is in."""

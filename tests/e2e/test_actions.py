@@ -119,6 +119,25 @@ async def test_get_1080p_asks_until_ready_and_posts_it_into_the_thread(
     assert "polling" not in reply.content.lower()  # a request's answer, not a late callback
 
 
+async def test_a_restart_takes_up_the_wait_for_1080p(start_bot, fake_slack, fake_kie):
+    fake_kie.script(GET_1080P, TASK, poll("veo-get-1080p-processing.json"))
+    bot, root = await veo_card(start_bot, fake_slack, fake_kie)
+    await click(bot, fake_slack, root, "Get 1080p")
+    assert "Asking kie.ai for the 1080p version" in (await answer(fake_slack))["text"]
+    await eventually(lambda: fake_kie.polls(TASK) >= 1)
+    await bot.server.stop()  # the wait is cut off; the request stays open
+    asked = fake_kie.polls(TASK)
+    fake_kie.scripts[(GET_1080P, TASK)] = [poll("veo-get-1080p-success.json")]
+    await start_bot(
+        fake_slack, fake_kie, kie_default_channel=CARD, database_path=bot.settings.database_path
+    )
+    [reply] = await eventually(lambda: fake_slack.replies(root), timeout=15)
+    assert "3f9c2a7b1d4e_1080p.mp4" in reply.content
+    await eventually(lambda: "3f9c2a7b1d4e_1080p.mp4" in root.content)
+    assert fake_kie.polls(TASK) == asked + 1, "taken up once, asked until ready"
+    assert len(fake_slack.responses) == 1, "the clicker's answer went with the first process"
+
+
 async def test_a_second_1080p_click_while_asking_asks_nothing_new(start_bot, fake_slack, fake_kie):
     fake_kie.script(GET_1080P, TASK, poll("veo-get-1080p-processing.json"))
     bot, root = await veo_card(start_bot, fake_slack, fake_kie)
