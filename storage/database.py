@@ -203,6 +203,11 @@ MIGRATIONS: tuple[str, ...] = (
         done_at    REAL
     );
     """,
+    # 8: a task is looked up by its id alone through the primary key, one family at a time
+    # (`TaskStore.find`): every new task's callback keeps one index fewer up to date.
+    """
+    DROP INDEX IF EXISTS tasks_by_id;
+    """,
 )
 
 

@@ -26,6 +26,9 @@ from storage.videos import queue_video
 Clock = Callable[[], float]
 
 
+#: Every task family: a task id alone is looked up in each (the primary key leads with it).
+FAMILIES = tuple(sorted({product.family for product in PRODUCTS.values()}))
+
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -148,7 +151,9 @@ class TaskStore:
     async def find(self, task_id: str) -> list[Task]:
         """Every stored task with this id (normally one), most recent first."""
         rows = await self._db.fetchall(
-            "SELECT * FROM tasks WHERE task_id = ? ORDER BY updated_at DESC", (task_id,)
+            f"""SELECT * FROM tasks WHERE family IN ({", ".join("?" * len(FAMILIES))})
+                AND task_id = ? ORDER BY updated_at DESC""",
+            (*FAMILIES, task_id),
         )
         return [_task(row) for row in rows]
 
