@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage.database import Connection, Database
+from storage.database import Connection
 from storage.outbox import enqueue_notice
-from storage.tasks import TaskStore
+from storage.tasks import BesideTasks
 
 #: A followed task with no news for this long is polled without anyone asking.
 QUIET_AFTER = 600.0
@@ -29,15 +27,8 @@ class DuePoll:
     until: float
 
 
-class PollSchedule:
+class PollSchedule(BesideTasks):
     """When each running task is polled next, and until when."""
-
-    def __init__(
-        self, db: Database, tasks: TaskStore, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._db = db
-        self._tasks = tasks
-        self._clock = clock
 
     async def resume(self) -> None:
         """At the start of the one process of a SQLite store: polls that an earlier run had

@@ -6,13 +6,11 @@ second click says so and asks kie.ai nothing.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-from storage.database import Connection, Database
+from storage.database import Connection
 from storage.outbox import enqueue_note
-from storage.tasks import TaskStore
+from storage.tasks import BesideTasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +32,8 @@ class OpenRequest:
     request: Request
 
 
-class RequestStore:
+class RequestStore(BesideTasks):
     """The open requests per task and kind."""
-
-    def __init__(
-        self, db: Database, tasks: TaskStore, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._db = db
-        self._tasks = tasks
-        self._clock = clock
 
     async def claim(
         self,

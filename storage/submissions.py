@@ -8,15 +8,13 @@ that records the task, its follower and its first message.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 from bot.kie.products import PRODUCTS
 from bot.task import Applied, TaskUpdate
-from storage.database import Connection, Database
-from storage.tasks import Started, TaskStore, record_started
+from storage.database import Connection
+from storage.tasks import BesideTasks, Started, record_started
 
 SubmissionState = Literal["claimed", "submitted", "refused"]
 
@@ -52,15 +50,8 @@ class _Held(Exception):
         self.key = key
 
 
-class SubmissionStore:
+class SubmissionStore(BesideTasks):
     """The submission keys, and the transaction that records a started task."""
-
-    def __init__(
-        self, db: Database, tasks: TaskStore, *, clock: Callable[[], float] = time.time
-    ) -> None:
-        self._db = db
-        self._tasks = tasks
-        self._clock = clock
 
     async def claim(self, claim: Claim, channel: str, user_id: str) -> Submission | None:
         """Claim every key of `claim`; None when they are ours now, else the earlier submission

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bot.kie.products import PRODUCTS
+from bot.kie.products import FAMILIES, PRODUCTS
 from bot.task import Applied, State, Task, TaskUpdate, merge
 from storage.database import Connection, Database, Row, lock
 from storage.outbox import (
@@ -25,9 +25,6 @@ from storage.videos import queue_video
 
 Clock = Callable[[], float]
 
-
-#: Every task family: a task id alone is looked up in each (the primary key leads with it).
-FAMILIES = tuple(sorted({product.family for product in PRODUCTS.values()}))
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -151,6 +148,7 @@ class TaskStore:
     async def find(self, task_id: str) -> list[Task]:
         """Every stored task with this id (normally one), most recent first."""
         rows = await self._db.fetchall(
+            # A task id alone, one family at a time: the primary key leads with the family.
             f"""SELECT * FROM tasks WHERE family IN ({", ".join("?" * len(FAMILIES))})
                 AND task_id = ? ORDER BY updated_at DESC""",
             (*FAMILIES, task_id),
@@ -177,6 +175,16 @@ class TaskStore:
     async def ping(self) -> None:
         """Raise `StoreUnavailable` unless the database answers a read."""
         await self._db.fetchone("SELECT 1")
+
+
+class BesideTasks:
+    """A store whose writes go with the tasks': the same database and clock, and the task
+    store's `outbox_ready` to set when a write queued Slack work."""
+
+    def __init__(self, db: Database, tasks: TaskStore, *, clock: Clock = time.time) -> None:
+        self._db = db
+        self._tasks = tasks
+        self._clock = clock
 
 
 def _apply(

@@ -462,6 +462,10 @@ POLL_PRODUCTS: tuple[Product, ...] = tuple(
 )[::-1]
 
 
+#: Every task family.
+FAMILIES: tuple[str, ...] = tuple(product.family for product in POLL_PRODUCTS)
+
+
 def product_names() -> str:
     """The product slugs, for messages that list them."""
     return ", ".join(PRODUCTS)

@@ -42,38 +42,22 @@ def build_bolt(
 
         bolt = AsyncApp(signing_secret=signing_secret, authorize=no_token)
 
-    @bolt.command("/kie")
-    async def kie(ack: Any, command: dict[str, Any], respond: Any) -> None:
-        await commands.handle(ack, command, respond)
+    bolt.command("/kie")(commands.handle)
 
     @bolt.action(re.compile(r"^open_video_\d+$"))
     async def open_video(ack: Any) -> None:
         await ack()  # a link button opens the URL in the browser; Slack still expects an ack
 
-    @bolt.action(FRESH_LINK)
-    async def fresh_link(ack: Any, body: dict[str, Any], respond: Any) -> None:
-        await actions.fresh_link(ack, body, respond)
-
-    @bolt.action(GET_1080P)
-    async def get_1080p(ack: Any, body: dict[str, Any], respond: Any) -> None:
-        await actions.get_1080p(ack, body, respond)
-
-    @bolt.action(UPSCALE_4K)
-    async def upscale_4k(ack: Any, body: dict[str, Any], respond: Any) -> None:
-        await actions.upscale_4k(ack, body, respond)
-
-    @bolt.action(SHARE)
-    async def share(ack: Any, body: dict[str, Any], respond: Any, client: AsyncWebClient) -> None:
-        await actions.share(ack, body, respond, client)
-
-    @bolt.view(SHARE_VIEW)
-    async def share_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any]) -> None:
-        await actions.share_submitted(ack, body, view)
-
-    @bolt.action(POLL_NOW)
-    async def poll_now(ack: Any, body: dict[str, Any], respond: Any) -> None:
-        await actions.poll_now(ack, body, respond)
-
+    # Bolt passes each listener the arguments its parameters name (`self` is skipped).
+    for action_id, listener in (
+        (FRESH_LINK, actions.fresh_link),
+        (GET_1080P, actions.get_1080p),
+        (UPSCALE_4K, actions.upscale_4k),
+        (SHARE, actions.share),
+        (POLL_NOW, actions.poll_now),
+    ):
+        bolt.action(action_id)(listener)
+    bolt.view(SHARE_VIEW)(actions.share_submitted)
     return bolt
 
 
@@ -81,18 +65,7 @@ def register_generate(bolt: AsyncApp, generate: Generate) -> None:
     """Route the buttons and forms that start generations (`/kie` itself routes `new`, `veo`
     and `runway` to `generate`)."""
 
-    @bolt.action(AGAIN)
-    async def again(ack: Any, body: dict[str, Any], respond: Any) -> None:
-        await generate.again(ack, body, respond)
-
-    @bolt.action(EXTEND)
-    async def extend(ack: Any, body: dict[str, Any], respond: Any) -> None:
-        await generate.extend(ack, body, respond)
-
-    @bolt.view(NEW_VIEW)
-    async def new_submitted(ack: Any, body: dict[str, Any]) -> None:
-        await generate.form_submitted(ack, body)
-
-    @bolt.view(EXTEND_VIEW)
-    async def extend_submitted(ack: Any, body: dict[str, Any]) -> None:
-        await generate.extend_submitted(ack, body)
+    bolt.action(AGAIN)(generate.again)
+    bolt.action(EXTEND)(generate.extend)
+    bolt.view(NEW_VIEW)(generate.form_submitted)
+    bolt.view(EXTEND_VIEW)(generate.extend_submitted)

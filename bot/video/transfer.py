@@ -4,55 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import IO
 
 import aiohttp
-from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.upload import UploadedFile, upload_file
 from bot.video.download import CHUNK_SIZE, Download, open_download
-
-
-async def save_video(
-    client: AsyncWebClient,
-    slack_session: aiohttp.ClientSession,
-    download_session: aiohttp.ClientSession,
-    url: str,
-    *,
-    channel: str,
-    thread_ts: str | None,
-    title: str,
-    filename: str,
-    max_bytes: int,
-    spool_dir: Path | None = None,
-    before_complete: Callable[[str], Awaitable[None]] | None = None,
-) -> UploadedFile:
-    """Download `url` (through `download_session`, see `download_session()`) into the thread.
-
-    The bytes stream from the download to Slack's upload URL; only a download without a
-    Content-Length is first spooled to a temporary file in `spool_dir`, since Slack needs the
-    length up front. Raises `TransferError` (`DownloadError` or `UploadError`). Uploading each
-    video once per thread is the caller's to ensure: every call uploads a new file
-    (`before_complete`, see `upload_file`, is where to record that one is about to be shared).
-    """
-    async with open_video(download_session, url, max_bytes=max_bytes, spool_dir=spool_dir) as (
-        body,
-        length,
-    ):
-        return await upload_file(
-            client,
-            slack_session,
-            body,
-            length=length,
-            filename=filename,
-            title=title,
-            channel=channel,
-            thread_ts=thread_ts,
-            before_complete=before_complete,
-        )
 
 
 @asynccontextmanager
@@ -63,8 +22,9 @@ async def open_video(
     max_bytes: int,
     spool_dir: Path | None = None,
 ) -> AsyncIterator[tuple[AsyncIterator[bytes], int]]:
-    """The video at `url` as a body to stream and its length (see `save_video`): opened with
-    `open_download`, spooled to disk only when the server did not say the size."""
+    """The video at `url` as a body to stream and its length, for Slack's upload (which needs
+    the size up front): opened with `open_download` (through `download_session()`), spooled
+    to disk only when the server did not say the size. Raises `DownloadError`."""
     async with (
         open_download(session, url, max_bytes=max_bytes) as download,
         sized_body(download, spool_dir) as sized,

@@ -28,7 +28,7 @@ from bot.video.download import (
     open_download,
 )
 from bot.video.errors import TransferError
-from bot.video.transfer import save_video
+from bot.video.transfer import open_video
 from tests.fakes.kie import FakeFile, FakeKie, pattern_sha256
 from tests.fakes.slack import FakeSlack
 
@@ -159,19 +159,23 @@ async def save(
     max_bytes: int = 50 * MB,
     spool_dir: Path | None = None,
 ):
+    """The video at `url` into the thread, as the delivery saves one: `open_video`, then
+    Slack's external upload."""
     client, session = slack
-    return await save_video(
-        client,
-        session,
-        downloads,
-        url,
-        channel=CHANNEL,
-        thread_ts=THREAD,
-        title=video_title("Veo 3.1", "A cat surfs a wave at sunset"),
-        filename="kie-task-1.mp4",
-        max_bytes=max_bytes,
-        spool_dir=spool_dir,
-    )
+    async with open_video(downloads, url, max_bytes=max_bytes, spool_dir=spool_dir) as (
+        body,
+        length,
+    ):
+        return await upload_file(
+            client,
+            session,
+            body,
+            length=length,
+            filename="kie-task-1.mp4",
+            title=video_title("Veo 3.1", "A cat surfs a wave at sunset"),
+            channel=CHANNEL,
+            thread_ts=THREAD,
+        )
 
 
 # --- whole videos arrive -------------------------------------------------------------------
