@@ -22,7 +22,7 @@ from bot.config import Settings
 from bot.kie.signature import signed_headers
 from bot.server import create_app
 from bot.slack.delivery import ChannelPacer
-from tests.fakes.kie import FakeKie
+from tests.fakes.kie import Answer, FakeKie, fixture_answer
 from tests.fakes.server import LocalServer
 from tests.fakes.slack import FakeSlack
 
@@ -30,6 +30,22 @@ from tests.fakes.slack import FakeSlack
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CALLBACKS = FIXTURES / "callbacks"
 POLLS = FIXTURES / "poll"
+
+
+class Clock:
+    """A clock the test moves by hand (a store's or the bot's `clock`)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def poll(name: str) -> Answer:
+    """kie.ai's answer to a poll, from the fixture file `tests/fixtures/poll/<name>`."""
+    return fixture_answer(POLLS / name)
+
 
 HMAC_KEY = "test-webhook-hmac-key-do-not-use"
 SIGNING_SECRET = "test-signing-secret"

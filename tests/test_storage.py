@@ -20,19 +20,9 @@ from storage.outbox import Outbox
 from storage.polls import CLAIM_SECONDS, PollSchedule
 from storage.routes import RouteStore
 from storage.tasks import TaskStore
-from tests.conftest import load, product_of
+from tests.conftest import Clock, load, product_of
 
 Opener = Callable[[], Awaitable[Database]]
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

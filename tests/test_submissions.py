@@ -13,16 +13,9 @@ from storage.database import Database, open_database
 from storage.outbox import Outbox
 from storage.submissions import Claim, SubmissionStore
 from storage.tasks import Started, TaskStore
+from tests.conftest import Clock
 
 Opener = Callable[[], Awaitable[Database]]
-
-
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -11,8 +11,8 @@ from bot.video.saved import SaveState
 from storage.outbox import Outbox, OutboxRow
 from storage.tasks import TaskStore
 from storage.videos import SavedVideos
-from tests.conftest import load
-from tests.test_storage import Clock, opener  # noqa: F401  (the backends' fixture)
+from tests.conftest import Clock, load
+from tests.test_storage import opener  # noqa: F401  (the backends' fixture)
 
 TASK = "veo_task_3f9c2a7b1d4e"
 

@@ -11,28 +11,23 @@ import pytest
 
 from bot.server import TASKS
 from bot.task import State, TaskUpdate
-from tests.conftest import POLLS, click, eventually, load, post_interaction, slash, submit_view
-from tests.fakes.kie import DOWNLOAD_URL, FOUR_K, GET_1080P, fixture_answer
+from tests.conftest import (
+    Clock,
+    click,
+    eventually,
+    load,
+    poll,
+    post_interaction,
+    slash,
+    submit_view,
+)
+from tests.fakes.kie import DOWNLOAD_URL, FOUR_K, GET_1080P
 
 CARD = "C0CARD"
 OTHER = "C0OTHER"
 TASK = "veo_task_3f9c2a7b1d4e"
 VIDEO = "https://example.com/kie/veo/3f9c2a7b1d4e_0.mp4"
 VEO_RECORD = "/api/v1/veo/record-info"
-
-
-def poll(name: str):
-    return fixture_answer(POLLS / name)
-
-
-class Clock:
-    """A clock the test moves by hand: the bot's `clock`."""
-
-    def __init__(self, now: float = 1_900_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 async def veo_card(start_bot, fake_slack, fake_kie=None, **settings):
@@ -269,7 +264,9 @@ async def test_a_broken_share_submission_is_answered_in_the_modal(start_bot, fak
 
 
 async def test_poll_now_on_a_running_card(start_bot, fake_slack, fake_kie):
-    clock = Clock()  # standing still: no scheduled poll comes due, only the clicks ask
+    clock = Clock(
+        1_900_000_000.0
+    )  # standing still: no scheduled poll comes due, only the clicks ask
     fake_kie.script(
         VEO_RECORD,
         TASK,
@@ -295,7 +292,7 @@ async def test_poll_now_on_a_running_card(start_bot, fake_slack, fake_kie):
 
 
 async def test_progress_is_shown_and_updated_at_most_once_a_minute(start_bot, fake_slack, fake_kie):
-    clock = Clock()
+    clock = Clock(1_900_000_000.0)
     start = int(clock.now)
     fake_kie.script(VEO_RECORD, TASK, poll("veo-record-info-generating.json"))
     bot = await start_bot(fake_slack, fake_kie, clock=clock)

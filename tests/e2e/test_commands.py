@@ -8,18 +8,13 @@ from urllib.parse import urlencode
 
 import pytest
 
-from tests.conftest import POLLS, eventually, load, signed_form_headers, slash
-from tests.fakes.kie import fixture_answer
+from tests.conftest import eventually, load, poll, signed_form_headers, slash
 
 CHANNEL = "C0CMD"
 VEO_RECORD = "/api/v1/veo/record-info"
 RUNWAY_RECORD = "/api/v1/runway/record-detail"
 VEO_TASK = "veo_task_3f9c2a7b1d4e"
 RUNWAY_TASK = "5b8e1c2d-7a41-4f0e-9c3b-2d6f8a1e4b70"
-
-
-def poll(name: str):
-    return fixture_answer(POLLS / name)
 
 
 def error(code: int, msg: str = "error"):

@@ -11,8 +11,7 @@ from bot.kie.client import KieClient, KieError, RateLimiter
 from bot.kie.products import PRODUCTS
 from bot.metrics import Metrics
 from bot.task import State
-from tests.conftest import POLLS
-from tests.fakes.kie import fixture_answer
+from tests.conftest import poll
 
 PATH = "/api/v1/veo/record-info"
 TASK = "veo_task_3f9c2a7b1d4e"
@@ -29,7 +28,7 @@ def envelope(code: int, msg: str = "m", data=None):
 
 
 async def test_the_envelope_code_wins_over_the_http_status(client, fake_kie):
-    body = fixture_answer(POLLS / "veo-record-info-success.json")[1]
+    body = poll("veo-record-info-success.json")[1]
     fake_kie.script(PATH, TASK, (500, body))
     update = await client.record(PRODUCTS["veo"], TASK)
     assert update.state is State.SUCCEEDED
@@ -70,7 +69,7 @@ async def test_clear_errors(client, fake_kie, answer, kind, words):
     ],
 )
 async def test_retries_what_can_pass(client, fake_kie, failure):
-    fake_kie.script(PATH, TASK, failure, fixture_answer(POLLS / "veo-record-info-generating.json"))
+    fake_kie.script(PATH, TASK, failure, poll("veo-record-info-generating.json"))
     update = await client.record(PRODUCTS["veo"], TASK)
     assert update.state is State.RUNNING
     assert fake_kie.polls(TASK) == 2

@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 import sys
 
-from tests.conftest import CALLBACKS, eventually, load
+from tests.conftest import CALLBACKS, eventually, load, poll
 from tests.e2e.processes import BotProcess, free_port, remote, service_env
 
 VEO = str(CALLBACKS / "veo-success.json")
@@ -135,11 +135,10 @@ def test_version_is_the_package_version():
 
 
 async def test_json_log_is_one_object_per_line(tmp_path, fake_slack, fake_kie):
-    from tests.conftest import POLLS, slash
-    from tests.fakes.kie import fixture_answer
+    from tests.conftest import slash
 
     polled = "veo_task_3f9c2a7b1d4e"
-    generating = fixture_answer(POLLS / "veo-record-info-generating.json")
+    generating = poll("veo-record-info-generating.json")
     fake_kie.script("/api/v1/veo/record-info", polled, generating)
     port = free_port()
     env = service_env(
@@ -221,12 +220,11 @@ async def test_killed_after_acknowledging_delivers_after_restart_none_twice(tmp_
 
 async def test_polling_resumes_after_a_restart(tmp_path, fake_slack, fake_kie):
 
-    from tests.conftest import POLLS, slash
-    from tests.fakes.kie import fixture_answer
+    from tests.conftest import slash
 
     task = "veo_task_3f9c2a7b1d4e"
     path = "/api/v1/veo/record-info"
-    generating = fixture_answer(POLLS / "veo-record-info-generating.json")
+    generating = poll("veo-record-info-generating.json")
     fake_kie.script(path, task, generating)
     port = free_port()
     env = service_env(tmp_path, port, "poll.db", slack=fake_slack, kie=fake_kie, POLL_INTERVAL="1")
@@ -238,7 +236,7 @@ async def test_polling_resumes_after_a_restart(tmp_path, fake_slack, fake_kie):
         [root] = await eventually(lambda: fake_slack.roots("C0RESUME"))
         await eventually(lambda: fake_kie.polls(task) >= 2)
     first.kill()
-    fake_kie.scripts[(path, task)] = [fixture_answer(POLLS / "veo-record-info-success.json")]
+    fake_kie.scripts[(path, task)] = [poll("veo-record-info-success.json")]
     second = BotProcess(env, tmp_path, port)
     await asyncio.to_thread(second.wait_healthy)
     try:
@@ -251,13 +249,12 @@ async def test_polling_resumes_after_a_restart(tmp_path, fake_slack, fake_kie):
 
 async def test_secrets_never_reach_the_log(tmp_path, fake_slack, fake_kie):
 
-    from tests.conftest import POLLS, SIGNING_SECRET, slash
-    from tests.fakes.kie import fixture_answer
+    from tests.conftest import SIGNING_SECRET, slash
 
     fake_kie.script(
         "/api/v1/veo/record-info",
         "veo_task_3f9c2a7b1d4e",
-        fixture_answer(POLLS / "veo-record-info-success.json"),
+        poll("veo-record-info-success.json"),
     )
     hmac_key = "hmac-key-must-not-leak"
     port = free_port()
