@@ -200,7 +200,7 @@ class Actions:
 
     async def _fresh_link(self, click: Click, task: Task, answer: Answer) -> None:
         kie = self._kie("Fresh link")
-        urls = task.video_urls[:MAX_LINKS]
+        urls = task.result_urls[:MAX_LINKS]
         if not urls:
             raise Unusable(f"kie.ai sent no video for task {click.shown}, so there is no link.")
         found = await asyncio.gather(
@@ -278,7 +278,7 @@ class Actions:
                         f"{round(HD_FOR / 60)} minutes; click Get 1080p again later."
                     )
                 applied = await self.tasks.apply(update)
-                url = escape(update.video_urls[0])
+                url = escape(update.result_urls[0])
                 if applied.news and applied.channels:
                     await answer.say(f"The 1080p version of {click.shown} is in the thread: {url}")
                 else:
@@ -323,7 +323,7 @@ class Actions:
             raise
         if result.status == "ready" and result.update is not None:
             applied = await self.tasks.apply(result.update)
-            url = escape(result.update.video_urls[0])
+            url = escape(result.update.result_urls[0])
             where = "it is in the thread" if applied.news and applied.channels else "here it is"
             await answer.say(
                 f"kie.ai had already made the 4K version of {click.shown}; {where}: {url}"
@@ -487,7 +487,7 @@ def _read_click(body: Mapping[str, Any]) -> Click:
 def _veo_result(click: Click, task: Task, button: str) -> None:
     if click.product.family != "veo":
         raise Unusable(f"{button} works only on Veo videos.")
-    if task.state is not State.SUCCEEDED or not task.video_urls:
+    if task.state is not State.SUCCEEDED or not task.result_urls:
         raise Unusable(f"Task {click.shown} has no video yet, so {button} cannot work on it.")
 
 

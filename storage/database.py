@@ -208,6 +208,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX IF EXISTS tasks_by_id;
     """,
+    # 9: every kind of result, not only videos: result files of any kind, what they are (video,
+    # image, audio), how far a staged task has come (Suno), its tracks, and a result that is text.
+    """
+    ALTER TABLE tasks RENAME COLUMN video_urls TO result_urls;
+    ALTER TABLE events RENAME COLUMN video_urls TO result_urls;
+    ALTER TABLE tasks ADD COLUMN media TEXT;
+    ALTER TABLE tasks ADD COLUMN stage TEXT;
+    ALTER TABLE tasks ADD COLUMN tracks TEXT;
+    ALTER TABLE tasks ADD COLUMN result_text TEXT;
+    ALTER TABLE events ADD COLUMN media TEXT;
+    ALTER TABLE events ADD COLUMN stage TEXT;
+    ALTER TABLE events ADD COLUMN tracks TEXT;
+    ALTER TABLE events ADD COLUMN result_text TEXT;
+    """,
 )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.kie.products import FAMILIES, PRODUCTS
-from bot.task import Applied, State, Task, TaskUpdate, merge
+from bot.task import Applied, State, Task, TaskUpdate, Track, merge
 from storage.database import Connection, Database, Row, lock
 from storage.outbox import (
     PROGRESS_EVERY,
@@ -198,13 +198,13 @@ def _apply(
 ) -> Applied:
     family = PRODUCTS[update.product].family
     content_hash = hashlib.sha256(body.encode()).hexdigest()
-    videos, images = _json_list(update.video_urls), _json_list(update.image_urls)
+    videos, images = _json_list(update.result_urls), _json_list(update.image_urls)
     # Most updates are the first news of a task: the event goes in as news and the task row
     # after it, with no read; only a task that is stored already is read back and merged.
     event_id = _insert_event(conn, family, update, body, content_hash, videos, images, now)
     if event_id is None:
         return Applied(duplicate=True)
-    task, news = merge(None, update, now)
+    task, news = merge(None, update, now, family)
     old = None
     channels: tuple[str, ...] = ()
     if not _insert_task(conn, family, task, videos, images):
@@ -228,8 +228,8 @@ def _apply(
         enqueue_root(conn, family, update.task_id, channel, now)  # it queues the videos
         return Applied(False, news, task, (channel,), queued=True)
     if news:
-        known = old.video_urls if old is not None else ()
-        brought = [url for url in task.video_urls if url not in known]
+        known = old.result_urls if old is not None else ()
+        brought = [url for url in task.result_urls if url not in known]
         for follower in channels:
             enqueue_news(conn, family, update.task_id, follower, event_id, now)
             if save_videos:  # after the reply that announces them
@@ -258,9 +258,9 @@ def _insert_event(
     """Log the update as news; its event id, or None when the same content is logged already."""
     row = conn.execute(
         """INSERT INTO events (family, task_id, product, source, content_hash, body, state,
-                               video_urls, image_urls, code, message, prompt, news, received_at,
-                               model, credits)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                               result_urls, image_urls, code, message, prompt, news, received_at,
+                               model, credits, media, stage, tracks, result_text)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
            ON CONFLICT (product, task_id, source, content_hash) DO NOTHING
            RETURNING id""",
         (
@@ -280,24 +280,31 @@ def _insert_event(
             now,
             update.model,
             update.credits,
+            update.media,
+            update.stage,
+            _json_tracks(update.tracks),
+            update.result_text,
         ),
     ).fetchone()
     return int(row[0]) if row else None
 
 
-_INSERT_TASK = """INSERT INTO tasks (family, task_id, product, state, video_urls, image_urls,
+_INSERT_TASK = """INSERT INTO tasks (family, task_id, product, state, result_urls, image_urls,
                                     code, message, prompt, source, created_at, updated_at,
-                                    finished_at, model, credits)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+                                    finished_at, model, credits, media, stage, tracks,
+                                    result_text)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _INSERT_NEW_TASK = _INSERT_TASK + " ON CONFLICT (family, task_id) DO NOTHING"
 _UPSERT_TASK = (
     _INSERT_TASK
     + """ ON CONFLICT (family, task_id) DO UPDATE SET
-               state = excluded.state, video_urls = excluded.video_urls,
+               state = excluded.state, result_urls = excluded.result_urls,
                image_urls = excluded.image_urls, code = excluded.code,
                message = excluded.message, prompt = excluded.prompt, source = excluded.source,
                updated_at = excluded.updated_at, finished_at = excluded.finished_at,
-               model = excluded.model, credits = excluded.credits"""
+               model = excluded.model, credits = excluded.credits, media = excluded.media,
+               stage = excluded.stage, tracks = excluded.tracks,
+               result_text = excluded.result_text"""
 )
 
 
@@ -308,7 +315,7 @@ def _insert_task(conn: Connection, family: str, task: Task, videos: str, images:
 
 
 def _upsert_task(conn: Connection, family: str, task: Task) -> None:
-    videos, images = _json_list(task.video_urls), _json_list(task.image_urls)
+    videos, images = _json_list(task.result_urls), _json_list(task.image_urls)
     conn.execute(_UPSERT_TASK, _task_row(family, task, videos, images))
 
 
@@ -329,7 +336,22 @@ def _task_row(family: str, task: Task, videos: str, images: str) -> tuple[Any, .
         task.finished_at,
         task.model,
         task.credits,
+        task.media,
+        task.stage,
+        _json_tracks(task.tracks),
+        task.result_text,
     )
+
+
+def _json_tracks(tracks: tuple[Track, ...]) -> str | None:
+    return json.dumps([track.as_json() for track in tracks]) if tracks else None
+
+
+def _tracks(value: str | None) -> tuple[Track, ...]:
+    if not value:
+        return ()
+    read = (Track.from_json(item) for item in json.loads(value))
+    return tuple(track for track in read if track is not None)
 
 
 def _json_list(values: tuple[str, ...]) -> str:
@@ -351,7 +373,7 @@ def _shared_fields(row: Row) -> dict[str, Any]:
         "product": row["product"],
         "task_id": row["task_id"],
         "state": State(row["state"]),
-        "video_urls": tuple(json.loads(row["video_urls"])),
+        "result_urls": tuple(json.loads(row["result_urls"])),
         "image_urls": tuple(json.loads(row["image_urls"])),
         "code": row["code"],
         "message": row["message"],
@@ -359,12 +381,17 @@ def _shared_fields(row: Row) -> dict[str, Any]:
         "source": row["source"],
         "model": row["model"],
         "credits": row["credits"],
+        "media": row["media"],
+        "stage": row["stage"],
+        "tracks": _tracks(row["tracks"]),
+        "result_text": row["result_text"],
     }
 
 
 def _task(row: Row) -> Task:
     return Task(
         **_shared_fields(row),
+        family=row["family"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],

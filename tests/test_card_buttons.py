@@ -32,7 +32,7 @@ VEO = Task(
     "veo",
     "veo_task_abc",
     State.SUCCEEDED,
-    video_urls=("https://example.com/a.mp4",),
+    result_urls=("https://example.com/a.mp4",),
     created_at=STARTED,
     updated_at=STARTED + 200,
     finished_at=STARTED + 200,
@@ -94,23 +94,23 @@ def test_other_products_have_no_veo_buttons() -> None:
 
 
 def test_a_success_without_videos_has_no_fresh_link() -> None:
-    empty = replace(VEO, product="luma", video_urls=())
+    empty = replace(VEO, product="luma", result_urls=())
     assert [b["text"]["text"] for b in task_buttons(build_task_message(empty))] == [
         "Share to channel"
     ]
 
 
 def test_a_failure_has_no_buttons_and_replies_have_none() -> None:
-    failed = replace(VEO, state=State.FAILED, video_urls=(), code=400, message="flagged")
+    failed = replace(VEO, state=State.FAILED, result_urls=(), code=400, message="flagged")
     assert task_buttons(build_task_message(failed)) == []
-    update = TaskUpdate("veo", "veo_task_abc", State.SUCCEEDED, video_urls=VEO.video_urls)
+    update = TaskUpdate("veo", "veo_task_abc", State.SUCCEEDED, result_urls=VEO.result_urls)
     assert task_buttons(build_update_message(update)) == []
     running = TaskUpdate("veo", "veo_task_abc", State.RUNNING)
     assert task_buttons(build_update_message(running)) == []
 
 
 def test_a_running_card_has_poll_now_and_its_progress() -> None:
-    running = replace(VEO, state=State.RUNNING, video_urls=(), finished_at=None)
+    running = replace(VEO, state=State.RUNNING, result_urls=(), finished_at=None)
     waiting = build_task_message(running)
     assert_valid(waiting)
     assert [(b["text"]["text"], b["action_id"]) for b in task_buttons(waiting)] == [

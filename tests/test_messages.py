@@ -104,8 +104,8 @@ def test_success_card_over_fixtures(name: str) -> None:
     assert f"`{update.task_id}`" in body
     assert label in body
     assert update.task_id in message.text
-    assert [b["url"] for b in buttons(message)] == list(update.video_urls)
-    assert update.video_urls
+    assert [b["url"] for b in buttons(message)] == list(update.result_urls)
+    assert update.result_urls
     images = blocks_of(message, "image")
     if update.image_urls:
         assert [i["image_url"] for i in images] == [update.image_urls[0]]
@@ -121,7 +121,7 @@ def test_update_message_over_fixtures(name: str) -> None:
     assert_valid(message)
     assert PRODUCTS[update.product].label in message.blocks[0]["text"]["text"]
     assert update.task_id in message.text
-    for url in update.video_urls:
+    for url in update.result_urls:
         assert url in texts(message)
     assert EXPIRES_TEXT in texts(message)
 
@@ -143,7 +143,7 @@ def test_without_image_has_no_image_block() -> None:
     assert_valid(message)
     assert blocks_of(message, "image") == []
     assert blocks_of(build_update_message(update, with_image=False), "image") == []
-    assert buttons(message)[0]["url"] == update.video_urls[0]
+    assert buttons(message)[0]["url"] == update.result_urls[0]
 
 
 def test_expiry_is_retention_days_after_finish() -> None:
@@ -170,7 +170,7 @@ def test_no_expiry_without_finish_time() -> None:
 
 def test_several_videos_get_numbered_buttons() -> None:
     urls = tuple(f"https://example.com/v{i}.mp4" for i in range(3))
-    task = Task("veo", "veo_multi", State.SUCCEEDED, video_urls=urls, finished_at=FINISHED)
+    task = Task("veo", "veo_multi", State.SUCCEEDED, result_urls=urls, finished_at=FINISHED)
     message = build_task_message(task)
     assert_valid(message)
     found = buttons(message)
@@ -183,7 +183,7 @@ def test_several_videos_get_numbered_buttons() -> None:
 def test_more_than_25_videos_and_overlong_urls_are_listed_as_text() -> None:
     long_url = "https://example.com/" + "a" * 3100 + ".mp4"
     urls = (*(f"https://example.com/v{i}.mp4" for i in range(30)), long_url, "ftp://x/y.mp4")
-    task = Task("runway", "rw_many", State.SUCCEEDED, video_urls=urls, finished_at=FINISHED)
+    task = Task("runway", "rw_many", State.SUCCEEDED, result_urls=urls, finished_at=FINISHED)
     message = build_task_message(task)
     assert_valid(message)
     found = buttons(message)
@@ -198,7 +198,7 @@ def test_more_than_25_videos_and_overlong_urls_are_listed_as_text() -> None:
 
 def test_huge_url_lists_stay_within_fifty_blocks() -> None:
     urls = tuple(f"ftp://example.com/{i}/" + "b" * 2900 for i in range(80))
-    task = Task("luma", "luma_huge", State.SUCCEEDED, video_urls=urls, finished_at=FINISHED)
+    task = Task("luma", "luma_huge", State.SUCCEEDED, result_urls=urls, finished_at=FINISHED)
     message = build_task_message(task)
     assert_valid(message)
     assert len(message.blocks) == 50
@@ -209,7 +209,7 @@ def test_bad_thumbnail_is_skipped() -> None:
         "runway",
         "rw_thumb",
         State.SUCCEEDED,
-        video_urls=("https://example.com/v.mp4",),
+        result_urls=("https://example.com/v.mp4",),
         image_urls=("javascript:alert(1)",),
     )
     message = build_task_message(task)
@@ -231,7 +231,7 @@ def test_success_with_later_upgrade_failure_shows_it() -> None:
         "veo",
         update.task_id,
         State.SUCCEEDED,
-        video_urls=update.video_urls,
+        result_urls=update.result_urls,
         code=four_k.code,
         message=four_k.message,
         finished_at=FINISHED,
@@ -241,7 +241,7 @@ def test_success_with_later_upgrade_failure_shows_it() -> None:
     body = texts(message)
     assert "4K unavailable" in body
     assert four_k.message in body
-    assert buttons(message)[0]["url"] == update.video_urls[0]
+    assert buttons(message)[0]["url"] == update.result_urls[0]
     assert "4K unavailable" not in texts(build_task_message(as_task(update)))
 
 
@@ -334,7 +334,7 @@ def test_injection_in_success_card_and_notice() -> None:
         "veo",
         "veo_<!channel>",
         State.SUCCEEDED,
-        video_urls=("https://example.com/v.mp4",),
+        result_urls=("https://example.com/v.mp4",),
         prompt="<!here|here> hi",
     )
     notice = build_notice("t<!channel>", "Stopped <!here> polling")
@@ -385,7 +385,7 @@ def test_huge_provider_message_and_ids_stay_within_limits(provider_message: str)
 
 def test_text_is_one_line_with_the_task_id_for_every_state() -> None:
     for state in State:
-        task = Task("suno-mp4", "mp4_state", state, video_urls=("https://e.com/v.mp4",))
+        task = Task("suno-mp4", "mp4_state", state, result_urls=("https://e.com/v.mp4",))
         message = build_task_message(task)
         assert "mp4_state" in message.text
         assert "\n" not in message.text
@@ -410,7 +410,7 @@ def test_render_console_success() -> None:
     lines = out.splitlines()
     assert lines[0] == "── #C123 (new message)"
     assert "✅ Runway video ready" in out
-    assert f"[Open video] {update.video_urls[0]}" in out
+    assert f"[Open video] {update.result_urls[0]}" in out
     assert f"[image] {update.image_urls[0]}" in out
     assert EXPIRES_TEXT in out
     assert "<!date" not in out
@@ -438,7 +438,7 @@ def test_render_console_unescapes_provider_text() -> None:
 
 def test_render_console_lists_every_video_url() -> None:
     urls = ("https://example.com/1.mp4", "https://example.com/2.mp4", "ftp://example.com/3.mp4")
-    task = Task("veo", "veo_c", State.SUCCEEDED, video_urls=urls)
+    task = Task("veo", "veo_c", State.SUCCEEDED, result_urls=urls)
     out = render_console("C1", build_task_message(task))
     assert "[Open video] https://example.com/1.mp4" in out
     assert "[Open video 2] https://example.com/2.mp4" in out
@@ -475,7 +475,7 @@ def test_market_success_card_names_the_model_and_the_credits() -> None:
         assert "kling-2.6/" not in body
         assert "*Credits used:* 55" in body
         assert "*Prompt:* A paper boat drifting" in body
-        assert [b["url"] for b in buttons(message)] == list(update.video_urls)
+        assert [b["url"] for b in buttons(message)] == list(update.result_urls)
         assert "Kling 2.6 text to video" in message.text and update.task_id in message.text
 
 

@@ -35,17 +35,17 @@ def test_every_callback_fixture_parses(path):
     assert update.source == "callback"
     if str(body["code"]) == "200":
         assert update.state is State.SUCCEEDED
-        assert update.video_urls and all(u.startswith("https://") for u in update.video_urls)
+        assert update.result_urls and all(u.startswith("https://") for u in update.result_urls)
     else:
         assert update.state is State.FAILED
-        assert update.video_urls == () and update.image_urls == ()
+        assert update.result_urls == () and update.image_urls == ()
         assert update.message
 
 
 def test_veo_success_reads_urls_and_prompt():
     update = PRODUCTS["veo"].parse_callback(load("veo-success.json"))
     assert update.task_id == "veo_task_3f9c2a7b1d4e"
-    assert update.video_urls == ("https://example.com/kie/veo/3f9c2a7b1d4e_0.mp4",)
+    assert update.result_urls == ("https://example.com/kie/veo/3f9c2a7b1d4e_0.mp4",)
     assert update.prompt == "A red fox running through fresh snow at sunrise"
     assert update.code == 200
 
@@ -64,7 +64,7 @@ def test_veo_success_reads_urls_and_prompt():
     ],
 )
 def test_veo_result_urls_as_strings(name, urls):
-    assert PRODUCTS["veo"].parse_callback(load(name)).video_urls == urls
+    assert PRODUCTS["veo"].parse_callback(load(name)).result_urls == urls
 
 
 def test_prompt_json_object_and_string_agree():
@@ -78,7 +78,7 @@ def test_veo_4k_camel_and_snake_case():
     snake = PRODUCTS["veo-4k"].parse_callback(load("veo-4k-success-snake-case.json"))
     assert camel.image_urls == ("https://example.com/kie/veo/3f9c2a7b1d4e_4k.jpg",)
     assert snake.task_id == "veo_task_5a1b2c3d4e5f"
-    assert snake.video_urls == ("https://example.com/kie/veo/5a1b2c3d4e5f_4k.mp4",)
+    assert snake.result_urls == ("https://example.com/kie/veo/5a1b2c3d4e5f_4k.mp4",)
     assert snake.image_urls == ("https://example.com/kie/veo/5a1b2c3d4e5f_4k.jpg",)
 
 
@@ -92,7 +92,7 @@ def test_runway_failure_with_nulls_and_string_code():
 def test_empty_urls_are_dropped():
     body = {"code": 200, "msg": "ok", "data": {"task_id": "t", "video_url": "", "image_url": None}}
     update = PRODUCTS["runway"].parse_callback(body)
-    assert update.video_urls == () and update.image_urls == ()
+    assert update.result_urls == () and update.image_urls == ()
 
 
 @pytest.mark.parametrize(
@@ -156,7 +156,7 @@ def test_poll_answers(product, name, state, videos):
     body = json.loads((POLLS / name).read_text())
     update = PRODUCTS[product].parse_poll(body, "asked-id")
     assert update.state is state
-    assert len(update.video_urls) == videos
+    assert len(update.result_urls) == videos
     assert update.source == "poll"
     assert update.task_id == body["data"]["taskId"]
     if state is State.FAILED:
@@ -168,10 +168,10 @@ def test_poll_and_callback_agree_on_results():
         json.loads((POLLS / "veo-record-info-success.json").read_text()), "x"
     )
     called = PRODUCTS["veo"].parse_callback(load("veo-success.json"))
-    assert (polled.task_id, polled.state, polled.video_urls, polled.prompt) == (
+    assert (polled.task_id, polled.state, polled.result_urls, polled.prompt) == (
         called.task_id,
         called.state,
-        called.video_urls,
+        called.result_urls,
         called.prompt,
     )
 
@@ -181,7 +181,7 @@ def test_luma_callback_failed_flag_4_is_success():
     body["data"]["successFlag"] = 4
     update = PRODUCTS["luma"].parse_poll(body, "x")
     assert update.state is State.SUCCEEDED
-    assert update.video_urls == ("https://example.com/kie/luma/9c1e4b7a.mp4",)
+    assert update.result_urls == ("https://example.com/kie/luma/9c1e4b7a.mp4",)
 
 
 def test_suno_text_flags_and_callback_exception():
@@ -258,8 +258,8 @@ def test_market_fixture_parses(name):
     assert update.product == "market"
     assert update.task_id == body["data"]["taskId"]
     assert update.state is state
-    assert len(update.video_urls) == videos
-    assert all(url.startswith("https://") and url.endswith(".mp4") for url in update.video_urls)
+    assert len(update.result_urls) == videos
+    assert all(url.startswith("https://") and url.endswith(".mp4") for url in update.result_urls)
     assert update.model == model
     assert update.credits == credits
     assert update.prompt and update.prompt.startswith(prompt)
@@ -310,17 +310,17 @@ def test_market_poll_states(word, state):
     body["data"]["state"] = word
     update = MARKET.parse_poll(body, "x")
     assert update.state is state
-    assert bool(update.video_urls) == (state is State.SUCCEEDED)
+    assert bool(update.result_urls) == (state is State.SUCCEEDED)
 
 
 def test_market_result_json_as_object_and_broken():
     body = load("callback-success.json")
-    urls = MARKET.parse_callback(body).video_urls
+    urls = MARKET.parse_callback(body).result_urls
     body["data"]["resultJson"] = {"resultUrls": list(urls)}
-    assert MARKET.parse_callback(body).video_urls == urls
+    assert MARKET.parse_callback(body).result_urls == urls
     body["data"]["resultJson"] = "{not json"
     broken = MARKET.parse_callback(body)
-    assert broken.state is State.SUCCEEDED and broken.video_urls == ()
+    assert broken.state is State.SUCCEEDED and broken.result_urls == ()
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ def task(*urls: str) -> Task:
         "veo",
         "veo_task_card",
         State.SUCCEEDED,
-        video_urls=urls,
+        result_urls=urls,
         prompt="A red fox in the snow",
         created_at=FINISHED - 60,
         updated_at=FINISHED,

@@ -62,7 +62,7 @@ async def test_apply_stores_once_and_follows_the_route(opener):
     assert not first.duplicate and first.news and first.channels == ("C1",)
     assert again.duplicate
     [task] = await tasks.find("veo_task_3f9c2a7b1d4e")
-    assert task.state is State.SUCCEEDED and task.video_urls[0].endswith("_0.mp4")
+    assert task.state is State.SUCCEEDED and task.result_urls[0].endswith("_0.mp4")
     assert [t.task_id for t in await tasks.for_channel("C1")] == ["veo_task_3f9c2a7b1d4e"]
 
 
@@ -83,7 +83,7 @@ async def test_news_for_followers_queues_reply_and_update_in_order(opener):
     assert kinds[:3] == ["root", "reply", "update"]
     newest = await outbox.last_event_id("veo", "veo_task_3f9c2a7b1d4e")
     event = await tasks.event(newest or 0)
-    assert event is not None and event.update.video_urls[0].endswith("_4k.mp4")
+    assert event is not None and event.update.result_urls[0].endswith("_4k.mp4")
 
 
 async def test_outbox_retry_fail_resend_and_stats(opener):
@@ -131,7 +131,7 @@ async def test_racing_applies_of_one_task_store_one_event_and_merge_both(opener)
     )
     assert sorted(r.duplicate for r in results) == [False, False, True]
     [task] = await stores[0].find("veo_task_3f9c2a7b1d4e")
-    assert len(task.video_urls) == 2
+    assert len(task.result_urls) == 2
 
 
 async def test_a_due_poll_is_claimed_by_one_replica(opener):

@@ -91,7 +91,7 @@ async def test_started_records_the_task_who_asked_and_its_root(db):
     assert [tuple(row) for row in rows] == [("root", "C1", "veo_task_1")]
     # A callback that follows changes the task, not who asked.
     await tasks.apply(
-        TaskUpdate("veo", "veo_task_1", State.SUCCEEDED, video_urls=("https://e.co/v.mp4",))
+        TaskUpdate("veo", "veo_task_1", State.SUCCEEDED, result_urls=("https://e.co/v.mp4",))
     )
     task = await tasks.get("veo", "veo_task_1")
     assert task is not None and task.state is State.SUCCEEDED and task.requested_by == "U1"

@@ -40,7 +40,7 @@ async def drain_posts(
             tasks, videos = saving
             task = await tasks.get(row.family, row.task_id)
             assert task is not None
-            await videos.queue(row.family, row.task_id, channel, task.video_urls)
+            await videos.queue(row.family, row.task_id, channel, task.result_urls)
         await outbox.done(row, root_ts="1.1" if row.kind == "root" else None)
     return kinds
 

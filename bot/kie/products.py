@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.kie.media import Media
 from bot.kie.payload import (
     amount_of,
     as_mapping,
@@ -58,6 +59,8 @@ class Product:
     read_callback: Reader
     read_poll: Reader
     result_days: int = RESULT_RETENTION_DAYS
+    #: What its results are when the product alone says (None: the model, task type or URL).
+    media: Media | None = None
 
     def callback_task_id(self, body: Any) -> str:
         """The task id a callback body names, or "" when it names none."""
@@ -104,7 +107,7 @@ def _callback_update(
         product=product,
         task_id=task_id,
         state=State.SUCCEEDED if succeeded else State.FAILED,
-        video_urls=url_list(videos) if succeeded else (),
+        result_urls=url_list(videos) if succeeded else (),
         image_urls=url_list(images) if succeeded else (),
         code=code,
         message=message_of(body),
@@ -130,7 +133,7 @@ def _poll_update(
         product=product,
         task_id=task_id,
         state=state,
-        video_urls=url_list(videos) if state is State.SUCCEEDED else (),
+        result_urls=url_list(videos) if state is State.SUCCEEDED else (),
         image_urls=url_list(images) if state is State.SUCCEEDED else (),
         code=200 if state is State.SUCCEEDED else code_of(code),
         message=text(message),
@@ -314,7 +317,7 @@ def _market_update(
         product="market",
         task_id=task_id,
         state=state,
-        video_urls=url_list(results) if state is State.SUCCEEDED else (),
+        result_urls=url_list(results) if state is State.SUCCEEDED else (),
         code=code,
         message=message,
         prompt=prompt or None,

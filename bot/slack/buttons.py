@@ -95,7 +95,7 @@ def task_actions(task: Task) -> list[dict[str, Any]]:
         return []
     elements: list[dict[str, Any]] = []
     if task.state is State.SUCCEEDED:
-        if task.video_urls:
+        if task.result_urls:
             elements.append(action_button("Fresh link", FRESH_LINK, value))
         if product.family == "veo":
             elements.append(action_button("Get 1080p", GET_1080P, value))

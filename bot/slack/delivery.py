@@ -424,9 +424,9 @@ class Delivery:
         if task is None:
             await self._outbox.fail(row, "task not found")
             return
-        if self._videos is not None and self._transfers is not None and task.video_urls:
+        if self._videos is not None and self._transfers is not None and task.result_urls:
             # Queued now, not with the callback: they go into the thread this card starts.
-            await self._videos.queue(row.family, row.task_id, row.channel, task.video_urls)
+            await self._videos.queue(row.family, row.task_id, row.channel, task.result_urls)
         saved = await self._saved_outcomes(row)
 
         def render(image: bool) -> Message:
@@ -526,7 +526,7 @@ class Delivery:
             await self._outbox.fail(row, "no thread: the task's message here was not posted")
             return
         url = row.text or ""
-        index = task.video_urls.index(url) if url in task.video_urls else 0
+        index = task.result_urls.index(url) if url in task.result_urls else 0
         title = video_title(model_name(task.model) if task.model else _label(task), task.prompt)
         try:
             if record is not None and record.state is SaveState.COMPLETING and record.file_id:

@@ -153,11 +153,11 @@ def _video_notes(
     Without records (saving off) only the expiry line.
     """
     known = [
-        (n, videos[url]) for n, url in enumerate(item.video_urls, 1) if videos and url in videos
+        (n, videos[url]) for n, url in enumerate(item.result_urls, 1) if videos and url in videos
     ]
     if not known:
         return _expiry(item.product, finished_at, now)
-    count = len(item.video_urls)
+    count = len(item.result_urls)
     if all(video.saved for _, video in known) and len(known) == count:
         if count == 1:
             return [context(SAVED_IN_THREAD)]
@@ -232,7 +232,7 @@ def _succeeded(
     label = product_label(item.product)
     buttons: list[dict[str, Any]] = []
     as_text: list[str] = []
-    for url in item.video_urls:
+    for url in item.result_urls:
         if is_web_url(url) and len(buttons) < ACTIONS_MAX:
             n = len(buttons) + 1
             name = "Open video" if n == 1 else f"Open video {n}"
@@ -240,13 +240,13 @@ def _succeeded(
         else:
             as_text.append(f"• {escaped(url, SECTION_MAX - 100)}")
 
-    count = len(item.video_urls)
+    count = len(item.result_urls)
     videos = "1 video" if count == 1 else f"{count} videos"
     blocks: list[dict[str, Any]] = [
         header(f"✅ {label} video ready"),
         section(f"*Product:* {escape(label)}\n{_summary(item)}"),
     ]
-    if not item.video_urls:
+    if not item.result_urls:
         blocks.append(section("_kie.ai reported success but sent no video URL._"))
     if buttons:
         blocks.append({"type": "actions", "elements": buttons})

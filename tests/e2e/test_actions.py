@@ -109,7 +109,7 @@ async def test_get_1080p_asks_until_ready_and_posts_it_into_the_thread(
     asked = [query for path, query in fake_kie.requests if path == GET_1080P]
     assert asked == [{"taskId": TASK, "index": "0"}] * 3
     with sqlite3.connect(bot.settings.database_path) as db:
-        [(urls,)] = db.execute("SELECT video_urls FROM tasks").fetchall()
+        [(urls,)] = db.execute("SELECT result_urls FROM tasks").fetchall()
     assert json.loads(urls)[1].endswith("_1080p.mp4")  # saved like any result
     assert "polling" not in reply.content.lower()  # a request's answer, not a late callback
 

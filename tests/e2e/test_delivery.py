@@ -60,8 +60,8 @@ async def test_every_fixture_produces_its_card_and_heading(start_bot, fake_slack
         body = with_task_id(load(name), task_id)
         assert (await bot.callback(slug, body))[1] == {"status": "received"}
         update = PRODUCTS[slug].parse_callback(body)
-        if update.video_urls:
-            expected[task_id] = update.video_urls
+        if update.result_urls:
+            expected[task_id] = update.result_urls
         else:
             expected[task_id] = (
                 explain_failure(slug, update.code, update.message).heading,
