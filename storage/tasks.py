@@ -16,6 +16,7 @@ from bot.task import Applied, State, Task, TaskUpdate, Track, merge
 from storage.database import Connection, Database, Row, lock
 from storage.outbox import (
     PROGRESS_EVERY,
+    enqueue_card_update,
     enqueue_news,
     enqueue_note,
     enqueue_progress,
@@ -230,11 +231,19 @@ def _apply(
     if news:
         known = old.result_urls if old is not None else ()
         brought = [url for url in task.result_urls if url not in known]
+        # A task still running that moved a stage on (Suno's lyrics, its first track) changes
+        # its root in place; a final answer also gets a reply in the thread.
+        staged = task.state is State.RUNNING
         for follower in channels:
-            enqueue_news(conn, family, update.task_id, follower, event_id, now)
+            if staged:
+                key = f"stage:{event_id}"
+                enqueue_card_update(conn, family, update.task_id, follower, key, now)
+            else:
+                enqueue_news(conn, family, update.task_id, follower, event_id, now)
             if save_videos:  # after the reply that announces them
                 for url in brought:
-                    queue_video(conn, family, update.task_id, follower, url, event_id, now)
+                    reply = None if staged else event_id
+                    queue_video(conn, family, update.task_id, follower, url, reply, now)
     return Applied(False, news, task, channels, queued=news and bool(channels))
 
 
