@@ -222,6 +222,38 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE events ADD COLUMN tracks TEXT;
     ALTER TABLE events ADD COLUMN result_text TEXT;
     """,
+    # 10: the usage ledger: each generation started from Slack (who, where, what, when), counted
+    # against the daily limits while it is not refused, and its outcome and credits once known;
+    # and the alerts' state (the low-credits alert fires once until it re-arms).
+    """
+    CREATE TABLE ledger (
+        id         INTEGER PRIMARY KEY,
+        key        TEXT NOT NULL UNIQUE,
+        user_id    TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        product    TEXT NOT NULL,
+        model      TEXT,
+        options    TEXT,
+        day        TEXT NOT NULL,
+        started_at REAL NOT NULL,
+        state      TEXT NOT NULL,
+        admin      INTEGER NOT NULL DEFAULT 0,
+        family     TEXT,
+        task_id    TEXT,
+        outcome    TEXT,
+        heading    TEXT,
+        credits    REAL
+    );
+    CREATE INDEX ledger_by_user ON ledger (user_id, day);
+    CREATE INDEX ledger_by_channel ON ledger (channel, day);
+    CREATE INDEX ledger_by_task ON ledger (family, task_id);
+    CREATE INDEX ledger_by_time ON ledger (started_at);
+    CREATE TABLE alerts (
+        name       TEXT PRIMARY KEY,
+        state      TEXT NOT NULL,
+        changed_at REAL NOT NULL
+    );
+    """,
 )
 
 

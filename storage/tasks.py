@@ -11,9 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.kie.failures import explain_failure
 from bot.kie.products import FAMILIES, PRODUCTS
 from bot.task import Applied, State, Task, TaskUpdate, Track, merge
 from storage.database import Connection, Database, Row, lock
+from storage.ledger import record_outcome
 from storage.outbox import (
     PROGRESS_EVERY,
     enqueue_card_update,
@@ -217,6 +219,8 @@ def _apply(
         task, news = merge(old, update, now)
         if not news:
             conn.execute("UPDATE events SET news = 0 WHERE id = ?", (event_id,))
+        elif update.state.is_final:  # a start from Slack learns its outcome (the ledger)
+            _record_outcome(conn, family, update)
         if task is not old:
             _upsert_task(conn, family, task)
         following = conn.execute(  # a task stored just now has no followers yet
@@ -245,6 +249,14 @@ def _apply(
                     reply = None if staged else event_id
                     queue_video(conn, family, update.task_id, follower, url, reply, now)
     return Applied(False, news, task, channels, queued=news and bool(channels))
+
+
+def _record_outcome(conn: Connection, family: str, update: TaskUpdate) -> None:
+    heading = None
+    if update.state is State.FAILED:
+        heading = explain_failure(update.product, update.code, update.message).heading
+    outcome = update.state.value
+    record_outcome(conn, family, update.task_id, update.product, outcome, heading, update.credits)
 
 
 def _select_task(conn: Connection, family: str, task_id: str) -> Task | None:
