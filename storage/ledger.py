@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from storage.database import Connection, Database, Row, lock
+from storage.outbox import enqueue_message
 
 UsageState = Literal["claimed", "started", "refused"]
 
@@ -175,6 +176,14 @@ class UsageStore:
         )
         return [_usage_row(row) for row in rows]
 
+    async def queue_message(self, channel: str, key: str, mrkdwn: str) -> bool:
+        """Queue a message of the bot's own to `channel` under `key`; False when a message
+        under that key was queued before (by this process, another replica, or an earlier run)."""
+        now = self._clock()
+        return bool(
+            await self._db.write(lambda conn: enqueue_message(conn, channel, key, mrkdwn, now))
+        )
+
     async def count_today(self, user_id: str) -> int:
         """How many generations `user_id` started today (UTC), as the limit counts them."""
         row = await self._db.fetchone(
@@ -199,3 +208,64 @@ def _usage_row(row: Row) -> UsageRow:
         heading=row["heading"],
         credits=row["credits"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Expiring:
+    """A result whose links kie.ai deletes soon and that no channel has saved into Slack."""
+
+    product: str
+    task_id: str
+    expires_at: float
+    channel: str | None
+
+
+class AlertStore:
+    """The state of each alert (`low` or `ok`), so that one fires once, whatever the replicas."""
+
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def turn(self, name: str, state: str, then: Callable[[Connection, float], None]) -> bool:
+        """Move alert `name` to `state`; when that is a change, run `then` (which queues the
+        message) in the same transaction. True when it changed."""
+        now = self._clock()
+
+        def write(conn: Connection) -> bool:
+            lock(conn, f"alert:{name}")
+            row = conn.execute("SELECT state FROM alerts WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] == state:
+                return False
+            conn.execute(
+                """INSERT INTO alerts (name, state, changed_at) VALUES (?, ?, ?)
+                   ON CONFLICT (name) DO UPDATE SET state = excluded.state,
+                       changed_at = excluded.changed_at""",
+                (name, state, now),
+            )
+            then(conn, now)
+            return True
+
+        return bool(await self._db.write(write))
+
+    async def expiring(self, now: float, within: float, days: Mapping[str, int]) -> list[Expiring]:
+        """Succeeded tasks whose links expire between `now` and `now + within` (by each
+        product's `days` of retention) with no result file saved into Slack."""
+        found: list[Expiring] = []
+        for product, kept in days.items():
+            rows = await self._db.fetchall(
+                """SELECT t.product, t.task_id, t.finished_at,
+                          (SELECT MIN(c.channel) FROM task_channels c
+                           WHERE c.family = t.family AND c.task_id = t.task_id) AS channel
+                   FROM tasks t
+                   WHERE t.product = ? AND t.state = 'succeeded'
+                     AND t.finished_at >= ? AND t.finished_at < ?
+                     AND NOT EXISTS (SELECT 1 FROM saved_videos s WHERE s.family = t.family
+                                     AND s.task_id = t.task_id AND s.status = 'saved')
+                   ORDER BY t.finished_at LIMIT 50""",
+                (product, now - kept * 86400, now + within - kept * 86400),
+            )
+            found += [
+                Expiring(row[0], row[1], float(row[2]) + kept * 86400, row[3]) for row in rows
+            ]
+        return sorted(found, key=lambda item: item.expires_at)

@@ -18,7 +18,7 @@ from typing import Literal
 from bot.kie.products import family_products
 from storage.database import Connection, Database, Row
 
-Kind = Literal["root", "reply", "update", "notice", "note", "video"]
+Kind = Literal["root", "reply", "update", "notice", "note", "video", "message"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +182,15 @@ def enqueue_note(
         _INSERT,
         (f"note:{key}:{channel}", "note", channel, family, task_id, None, mrkdwn, now, now),
     )
+
+
+def enqueue_message(conn: Connection, channel: str, key: str, mrkdwn: str, now: float) -> bool:
+    """Queue a message of the bot's own (an alert, a digest) to `channel`, about no task; its
+    text is mrkdwn made by the bot. False when a message under `key` was queued before."""
+    cursor = conn.execute(
+        _INSERT, (f"message:{key}", "message", channel, "", "", None, mrkdwn, now, now)
+    )
+    return cursor.rowcount > 0
 
 
 #: A running task's root shows its progress anew at most this often (seconds).

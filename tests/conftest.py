@@ -123,9 +123,9 @@ class Bot:
         sent = {"Content-Type": "application/json"}
         key = self.settings.kie_webhook_hmac_key
         if key and sign is not False and isinstance(body, dict):
-            task_id = (body.get("data") or {}).get("taskId") or (body.get("data") or {}).get(
-                "task_id", ""
-            )
+            data = body.get("data") or {}
+            # Runway Aleph keeps its task id at the top level of the body.
+            task_id = data.get("taskId") or data.get("task_id") or body.get("taskId", "")
             sent |= signed_headers(key, task_id, int(time.time()))
         sent |= headers or {}
         path = f"/callbacks/{product}" + (f"/{route}" if route else "")
