@@ -20,7 +20,12 @@ import aiohttp
 from bot.kie.products import PRODUCTS, model_name
 from bot.slack.blocks import Message
 from bot.slack.gateway import SlackError, SlackGateway
-from bot.slack.messages import build_notice, build_task_message, build_update_message
+from bot.slack.messages import (
+    build_channel_message,
+    build_notice,
+    build_task_message,
+    build_update_message,
+)
 from bot.slack.upload import UploadError, video_filename, video_title
 from bot.task import Task
 from bot.video.errors import TransferError
@@ -387,6 +392,11 @@ class Delivery:
             return
         if row.kind == "root":
             await self._send_root(row)
+            return
+        if row.kind == "message":  # the bot's own message to a channel (an alert, a digest)
+            message = build_channel_message(row.text or "")
+            await self._post(row, lambda image: message)
+            await self._outbox.done(row)
             return
         root_ts, shown = await self._outbox.thread(row)
         if row.event_id is not None and shown is not None and row.event_id <= shown:

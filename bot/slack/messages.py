@@ -344,3 +344,16 @@ def build_notice(task_id: str, text: str, *, mrkdwn: bool = False) -> Message:
         context(f"Task {code(task_id)}"),
     ]
     return Message(fallback(f"{text} (task {short_id(task_id)})"), blocks)
+
+
+def build_channel_message(mrkdwn: str) -> Message:
+    """A message of the bot's own to a channel (an alert, a digest): `mrkdwn` is made by the
+    bot, its mentions and channel links stay; cut into sections within Slack's limits."""
+    lines = mrkdwn.strip().splitlines() or ["_(empty message)_"]
+    first = lines[0]
+    return Message(fallback(_plain_line(first)), capped(sections(lines)))
+
+
+def _plain_line(mrkdwn: str) -> str:
+    """A line of the bot's mrkdwn as a notification text: no emphasis marks or emoji codes."""
+    return re.sub(r":[a-z_]+: ?", "", mrkdwn).replace("*", "").strip()
