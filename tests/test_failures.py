@@ -12,8 +12,30 @@ from bot.slack.messages import build_task_message
 from bot.task import State, Task
 from tests.conftest import FIXTURES, callback_files, product_of
 
-#: Every callback fixture: its expected heading, or None for a success.
+#: A callback fixture of a stage on the way (Suno's lyrics, its first track): no outcome yet.
+RUNNING = "running"
+
+#: Every callback fixture: its expected heading, None for a success, or RUNNING.
 EXPECTED_CALLBACKS: dict[str, str | None] = {
+    "4o-image-fail-400.json": "Content moderation",
+    "4o-image-success-msg-variant.json": None,
+    "4o-image-success.json": None,
+    "aleph-fail-400.json": "Content moderation",
+    "aleph-success.json": None,
+    "flux-kontext-fail-400.json": "Content moderation",
+    "flux-kontext-fail-500.json": "Provider error",
+    "flux-kontext-fail-501.json": "Provider error",
+    "flux-kontext-success.json": None,
+    "mj-fail-500.json": "Provider error",
+    "mj-success.json": None,
+    "mj-video-success.json": None,
+    "suno-complete.json": None,
+    "suno-error.json": "Provider error",
+    "suno-fail-501-data-empty.json": "Provider error",
+    "suno-first-observed.json": RUNNING,
+    "suno-first.json": RUNNING,
+    "suno-success.json": None,
+    "suno-text.json": RUNNING,
     "luma-fail-500.json": "Provider error",
     "luma-success.json": None,
     "runway-ai-moderator.json": "Content moderation",
@@ -46,6 +68,17 @@ EXPECTED_CALLBACKS: dict[str, str | None] = {
 
 #: Our own fixtures for documented variants that kie.ai's documentation gives no file for.
 EXPECTED_OWN: dict[str, str | None] = {
+    "4o-image-fail-400-image-format.json": "Input rejected",
+    "4o-image-fail-400-image-size.json": "Input rejected",
+    "4o-image-fail-451.json": "Source download failed",
+    "4o-image-fail-500-edit.json": "Provider error",
+    "suno-fail-400-copyright.json": "Content moderation",
+    "suno-fail-408-timeout.json": "Provider error",
+    "suno-fail-413-existing-work.json": "Content moderation",
+    "suno-fail-531-refunded.json": "Provider error",
+    "suno-stage-complete.json": None,
+    "suno-stage-first.json": RUNNING,
+    "suno-stage-text.json": RUNNING,
     "luma-success-alt-wording.json": None,
     "runway-fail-nulls.json": "Content moderation",
     "runway-hd-trial.json": "Plan or quota limit",
@@ -68,6 +101,9 @@ EXPECTED_MARKET: dict[str, str | None] = {
     "callback-success-consume-credits.json": None,
     "callback-fail.json": "Content moderation",
     "callback-fail-no-failmsg.json": "Provider error",
+    "callback-success-image.json": None,
+    "callback-success-audio.json": None,
+    "callback-success-no-resulturls.json": None,
 }
 MARKET_PATHS = {path.name: path for path in sorted((FIXTURES / "market").glob("callback-*.json"))}
 
@@ -95,6 +131,9 @@ def test_callback_fixture_heading(name: str) -> None:
     expected = {**EXPECTED_CALLBACKS, **EXPECTED_OWN}[name]
     if expected is None:
         assert update.state is State.SUCCEEDED
+        return
+    if expected == RUNNING:
+        assert update.state is State.RUNNING
         return
     assert update.state is State.FAILED
     explanation = explain_failure(update.product, update.code, update.message)
@@ -284,6 +323,105 @@ DOCUMENTED: list[tuple[str, int | None, str, str]] = [
     ("market", 402, "Playground task failed.", "Out of credits"),
     ("market", 422, "Playground task failed.", "Unknown failure"),
     ("market", 408, "", "Provider error"),
+    (
+        "market",
+        433,
+        "The sub-key usage exceeded the limit",
+        "Plan or quota limit",
+    ),
+    ("market", 433, "", "Plan or quota limit"),
+    (
+        "market",
+        500,
+        "This voice is not within the range of allowed options",
+        "Input rejected",
+    ),
+    # Runway Aleph.
+    ("aleph", 400, "Failed to fetch the image", "Source download failed"),
+    ("aleph", 451, "Failed to fetch reference image", "Source download failed"),
+    ("aleph", 400, "Inappropriate content detected", "Content moderation"),
+    ("aleph", 400, "Upload failed due to network reasons", "Input rejected"),
+    # Midjourney.
+    ("mj", 500, "Image generation failed", "Provider error"),
+    # GPT-4o Image: every errorMessage the record-info page documents.
+    (
+        "4o-image",
+        400,
+        "The image content in filesUrl violates content policy",
+        "Content moderation",
+    ),
+    (
+        "4o-image",
+        400,
+        "Image size exceeds maximum of 26214400 bytes",
+        "Input rejected",
+    ),
+    (
+        "4o-image",
+        400,
+        "We couldn't process the provided image file (code=invalid_image_format)",
+        "Input rejected",
+    ),
+    ("4o-image", 400, "Unprocessable image", "Input rejected"),
+    ("4o-image", 400, "Image too large", "Input rejected"),
+    (
+        "4o-image",
+        400,
+        "Your content was flagged by OpenAI as violating content policies",
+        "Content moderation",
+    ),
+    ("4o-image", 451, IMAGE_FETCH, "Source download failed"),
+    ("4o-image", 451, "", "Source download failed"),
+    ("4o-image", 500, "Failed to get user token", "Provider error"),
+    ("4o-image", 500, "Please try again later", "Provider error"),
+    ("4o-image", 500, "Failed to generate image", "Provider error"),
+    ("4o-image", 500, "GPT 4O failed to edit the picture", "Provider error"),
+    (
+        "4o-image",
+        400,
+        "Generation failed, please try again or contact support",
+        "Provider error",
+    ),
+    (
+        "4o-image",
+        550,
+        "Connection Denied - task rejected due to a full queue",
+        "Provider error",
+    ),
+    ("4o-image", 550, "", "Provider error"),
+    # Flux Kontext.
+    (
+        "flux-kontext",
+        400,
+        "Your prompt was flagged by Website as violating content policies.",
+        "Content moderation",
+    ),
+    ("flux-kontext", 501, "Image generation task failed", "Provider error"),
+    ("flux-kontext", 500, "Internal Error, Please try again later.", "Provider error"),
+    (
+        "flux-kontext",
+        500,
+        "The security tolerance level is out of range and should be 0-2 or 0-6",
+        "Input rejected",
+    ),
+    # Suno music: callback codes and poll statuses.
+    ("suno", 400, "Lyrics contained copyrighted material", "Content moderation"),
+    ("suno", 413, "Uploaded audio matches existing work of art", "Content moderation"),
+    ("suno", 408, "", "Provider error"),
+    ("suno", 501, "Audio generation failed", "Provider error"),
+    ("suno", 501, "Audio generation failed.", "Provider error"),
+    (
+        "suno",
+        531,
+        "Generation failed. Your credits have been refunded. Please try again",
+        "Provider error",
+    ),
+    ("suno", 531, "", "Provider error"),
+    ("suno", 451, "Failed to download source audio file", "Source download failed"),
+    ("suno", 400, "SENSITIVE_WORD_ERROR", "Content moderation"),
+    ("suno", None, "Sensitive word detected (SENSITIVE_WORD_ERROR)", "Content moderation"),
+    ("suno", 501, "生成失败,请重试或联系客服 (GENERATE_AUDIO_FAILED)", "Provider error"),
+    ("suno", None, "生成失败,请重试或联系客服", "Provider error"),
 ]
 
 
@@ -308,6 +446,12 @@ def test_documented_message(product: str, code: int | None, message: str, headin
 )
 def test_code_fallback_for_unknown_text(product: str, code: int | None, heading: str) -> None:
     assert explain_failure(product, code, "Something nobody documented").heading == heading
+
+
+def test_refunded_and_queue_full_say_so() -> None:
+    assert "refunded" in explain_failure("suno", 531, "").next_step
+    assert "queue" in explain_failure("4o-image", 550, "").next_step
+    assert "own" in explain_failure("suno", 400, "Lyrics contained copyrighted material").next_step
 
 
 def test_maintenance_next_step_says_maintenance() -> None:

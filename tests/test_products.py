@@ -7,7 +7,14 @@ import json
 import pytest
 
 from bot.kie.payload import amount_of, json_value, prompt_of, url_list
-from bot.kie.products import POLL_PRODUCTS, PRODUCTS, PayloadError, model_name
+from bot.kie.products import (
+    FAMILIES,
+    POLL_PRODUCTS,
+    PRODUCTS,
+    PayloadError,
+    model_name,
+    product_names,
+)
 from bot.task import State
 from tests.conftest import CALLBACKS, FIXTURES, POLLS, load, product_of
 
@@ -20,11 +27,15 @@ CALLBACK_FILES = sorted(
 )
 
 
+#: Callback fixtures of a stage on the way (Suno's lyrics, its first track): not final yet.
+RUNNING_STAGES = ("text", "first")
+
+
 @pytest.mark.parametrize("path", CALLBACK_FILES, ids=lambda p: p.name)
 def test_every_callback_fixture_parses(path):
     body = json.loads(path.read_text())
     slug = product_of(path.name)
-    if body.get("data") is None:
+    if not PRODUCTS[slug].callback_task_id(body):  # `data: null` and no task id elsewhere
         with pytest.raises(PayloadError):
             PRODUCTS[slug].parse_callback(body)
         return
@@ -33,13 +44,17 @@ def test_every_callback_fixture_parses(path):
     assert update.task_id
     assert update.raw == body
     assert update.source == "callback"
-    if str(body["code"]) == "200":
+    stage = (body.get("data") or {}).get("callbackType")
+    if str(body["code"]) != "200":
+        assert update.state is State.FAILED
+        assert update.result_urls == () and update.image_urls == () and update.tracks == ()
+        assert update.message
+    elif stage in RUNNING_STAGES:
+        assert update.state is State.RUNNING
+        assert update.stage == stage
+    else:
         assert update.state is State.SUCCEEDED
         assert update.result_urls and all(u.startswith("https://") for u in update.result_urls)
-    else:
-        assert update.state is State.FAILED
-        assert update.result_urls == () and update.image_urls == ()
-        assert update.message
 
 
 def test_veo_success_reads_urls_and_prompt():
@@ -150,6 +165,28 @@ def test_prompt_of(value, expected):
         ("suno-mp4", "suno-mp4-record-info-success.json", State.SUCCEEDED, 1),
         ("suno-mp4", "suno-mp4-record-info-create-failed.json", State.FAILED, 0),
         ("suno-mp4", "suno-mp4-record-info-generate-failed.json", State.FAILED, 0),
+        ("aleph", "aleph-record-info-generating.json", State.RUNNING, 0),
+        ("aleph", "aleph-record-info-success.json", State.SUCCEEDED, 1),
+        ("aleph", "aleph-record-info-failed.json", State.FAILED, 0),
+        ("mj", "mj-record-info-generating.json", State.RUNNING, 0),
+        ("mj", "mj-record-info-success.json", State.SUCCEEDED, 4),
+        ("mj", "mj-record-info-video-success.json", State.SUCCEEDED, 1),
+        ("mj", "mj-record-info-failed-3.json", State.FAILED, 0),
+        ("4o-image", "4o-image-record-info-generating.json", State.RUNNING, 0),
+        ("4o-image", "4o-image-record-info-success.json", State.SUCCEEDED, 1),
+        ("4o-image", "4o-image-record-info-success-quickstart.json", State.SUCCEEDED, 1),
+        ("4o-image", "4o-image-record-info-failed.json", State.FAILED, 0),
+        ("4o-image", "4o-image-record-info-generate-failed-status.json", State.FAILED, 0),
+        ("flux-kontext", "flux-kontext-record-info-generating.json", State.RUNNING, 0),
+        ("flux-kontext", "flux-kontext-record-info-success.json", State.SUCCEEDED, 1),
+        ("flux-kontext", "flux-kontext-record-info-failed-3.json", State.FAILED, 0),
+        ("suno", "suno-record-info-pending.json", State.RUNNING, 0),
+        ("suno", "suno-record-info-text-success.json", State.RUNNING, 0),
+        ("suno", "suno-record-info-first-success.json", State.RUNNING, 1),
+        ("suno", "suno-record-info-success.json", State.SUCCEEDED, 1),
+        ("suno", "suno-record-info-success-two-tracks.json", State.SUCCEEDED, 2),
+        ("suno", "suno-record-info-generate-audio-failed.json", State.FAILED, 0),
+        ("suno", "suno-record-info-sensitive-word.json", State.FAILED, 0),
     ],
 )
 def test_poll_answers(product, name, state, videos):
@@ -208,15 +245,35 @@ def test_poll_answer_without_record_is_an_error():
 
 
 def test_poll_products_cover_each_endpoint_once():
-    assert [p.slug for p in POLL_PRODUCTS] == ["veo", "runway", "luma", "suno-mp4", "market"]
+    assert [p.slug for p in POLL_PRODUCTS] == [
+        "veo",
+        "runway",
+        "luma",
+        "suno-mp4",
+        "aleph",
+        "mj",
+        "4o-image",
+        "flux-kontext",
+        "suno",
+        "market",
+    ]
     assert len({p.poll_path for p in POLL_PRODUCTS}) == len(POLL_PRODUCTS)
+    assert tuple(p.slug for p in POLL_PRODUCTS) == FAMILIES
+
+
+def test_product_names_list_every_product():
+    names = product_names().split(", ")
+    assert names == list(PRODUCTS)
+    assert {"aleph", "mj", "4o-image", "flux-kontext", "suno"} <= set(names)
 
 
 # --- Market (jobs API) ----------------------------------------------------------------------
 
 MARKET = PRODUCTS["market"]
 MARKET_FIXTURES = FIXTURES / "market"
-#: Every Market callback and recordInfo fixture: (state, videos, model, credits, prompt start).
+NANO_BANANA_PROMPT = "A surrealist-style artwork"
+TTS_TEXT = "Unlock powerful API"
+#: Every Market callback and recordInfo fixture: (state, results, model, credits, prompt start).
 MARKET_EXPECTED = {
     "callback-success.json": (State.SUCCEEDED, 1, "kling-2.6/text-to-video", 55.0, "A paper boat"),
     "callback-success-consume-credits.json": (
@@ -237,11 +294,51 @@ MARKET_EXPECTED = {
     "record-info-generating.json": (State.RUNNING, 0, "kling-2.6/text-to-video", None, "A paper"),
     "record-info-success.json": (State.SUCCEEDED, 1, "kling-2.6/text-to-video", None, "A paper"),
     "record-info-fail.json": (State.FAILED, 0, "wan/2-6-text-to-video", None, "A crowd"),
+    "callback-success-image.json": (
+        State.SUCCEEDED,
+        1,
+        "google/nano-banana",
+        3.0,
+        NANO_BANANA_PROMPT,
+    ),
+    "record-info-success-image.json": (
+        State.SUCCEEDED,
+        1,
+        "google/nano-banana",
+        None,
+        NANO_BANANA_PROMPT,
+    ),
+    "callback-success-audio.json": (
+        State.SUCCEEDED,
+        1,
+        "elevenlabs/text-to-speech-multilingual-v2",
+        12.0,
+        TTS_TEXT,
+    ),
+    "record-info-success-audio.json": (
+        State.SUCCEEDED,
+        1,
+        "elevenlabs/text-to-speech-multilingual-v2",
+        None,
+        TTS_TEXT,
+    ),
+    "callback-success-no-resulturls.json": (
+        State.SUCCEEDED,
+        0,
+        "elevenlabs/speech-to-text",
+        2.0,
+        None,
+    ),
 }
+#: The file extension of each media kind's results in the Market fixtures.
+EXTENSIONS = {"video": ".mp4", "image": ".png", "audio": ".mp3"}
 
 
 def test_every_market_fixture_has_an_expectation():
-    names = {p.name for p in MARKET_FIXTURES.glob("*.json")} - {"create-task-response.json"}
+    names = {p.name for p in MARKET_FIXTURES.glob("*.json")} - {
+        "create-task-response.json",
+        "create-task-response-image.json",
+    }
     assert names == set(MARKET_EXPECTED)
 
 
@@ -259,10 +356,14 @@ def test_market_fixture_parses(name):
     assert update.task_id == body["data"]["taskId"]
     assert update.state is state
     assert len(update.result_urls) == videos
-    assert all(url.startswith("https://") and url.endswith(".mp4") for url in update.result_urls)
+    extension = EXTENSIONS[update.kind]
+    assert all(url.startswith("https://") and url.endswith(extension) for url in update.result_urls)
     assert update.model == model
     assert update.credits == credits
-    assert update.prompt and update.prompt.startswith(prompt)
+    if prompt is None:
+        assert update.prompt is None
+    else:
+        assert update.prompt and update.prompt.startswith(prompt)
     assert update.raw == body
     if state is State.FAILED:
         assert update.code is not None and update.message
@@ -391,6 +492,13 @@ def test_market_callback_without_task_id_is_refused():
         ("grok-imagine/text-to-video", "Grok Imagine text to video"),
         ("sora-2-pro-text-to-video", "Sora 2 Pro text to video"),
         ("sora-2-pro-storyboard", "Sora 2 Pro storyboard"),
+        ("google/nano-banana", "Nano Banana"),
+        ("nano-banana-2", "Nano Banana 2"),
+        ("bytedance/seedream-v4-text-to-image", "Seedream v4 text to image"),
+        ("4o-image-api", "GPT-4o image API"),
+        ("flux1-kontext", "Flux.1 Kontext"),
+        ("elevenlabs/text-to-speech-multilingual-v2", "ElevenLabs text to speech multilingual v2"),
+        ("runway/gen4-aleph", "Runway Gen-4 Aleph"),
         ("acme/dream-machine_x", "Acme dream machine x"),
         ("ACME/GPT-video", "ACME GPT video"),
         ("///", "///"),

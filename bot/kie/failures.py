@@ -46,7 +46,16 @@ _MODERATION = Explanation(
     CONTENT_MODERATION,
     "Rephrase the prompt or replace the image or video, then submit a new task.",
 )
+_COPYRIGHT = Explanation(
+    CONTENT_MODERATION,
+    "Use lyrics or audio of your own (kie.ai refuses copyrighted work), then submit a new task.",
+)
 _CREDITS = Explanation(OUT_OF_CREDITS, "Top up credits at https://kie.ai/billing and submit again.")
+_KEY_LIMIT = Explanation(
+    PLAN_OR_QUOTA,
+    "The API key has reached its usage cap: raise it at https://kie.ai/api-key, or wait until it "
+    "resets.",
+)
 _MEMBERSHIP = Explanation(
     PLAN_OR_QUOTA,
     "Upgrade the membership or subscription that this model needs, or try again later.",
@@ -85,6 +94,9 @@ _IMAGE_SIZE = Explanation(
     "Resize or crop the image to a common size and aspect ratio (such as 1280x720), "
     "then submit again.",
 )
+_IMAGE_TOO_LARGE = Explanation(
+    INPUT_REJECTED, "Use a smaller image (under 25 MB), then submit a new task."
+)
 _IMAGE_INFO = Explanation(
     INPUT_REJECTED,
     "The image could not be read: check that its URL opens a valid JPEG or PNG, then submit again.",
@@ -109,6 +121,15 @@ _PROVIDER = Explanation(
     PROVIDER_ERROR,
     "Submit the task again in a few minutes; if it keeps failing, contact kie.ai support "
     "with the task id.",
+)
+_REFUNDED = Explanation(
+    PROVIDER_ERROR,
+    "Submit the task again (kie.ai has refunded its credits); if it keeps failing, contact "
+    "kie.ai support with the task id.",
+)
+_QUEUE_FULL = Explanation(
+    PROVIDER_ERROR,
+    "Submit the task again in a few minutes: kie.ai's queue for this model is full.",
 )
 _MAINTENANCE = Explanation(
     PROVIDER_ERROR,
@@ -135,10 +156,14 @@ _RULES: tuple[tuple[tuple[str, ...], Explanation], ...] = (
             "unsafe image",
             "minor upload",
             "prominent people",
+            "sensitive word",
+            "sensitive_word",
         ),
         _MODERATION,
     ),
+    (("copyright", "existing work", "matches existing"), _COPYRIGHT),
     (("insufficient credits", "not enough credits", "credits insufficient"), _CREDITS),
+    (("sub-key", "key usage"), _KEY_LIMIT),
     (("free trial", "hd quality"), _HD_TRIAL),
     (("membership", "subscribe", "subscription"), _MEMBERSHIP),
     (("concurrent",), _CONCURRENCY),
@@ -148,28 +173,62 @@ _RULES: tuple[tuple[tuple[str, ...], Explanation], ...] = (
         ("failed to fetch the image", "failed to fetch the video", "failed to fetch", "download"),
         _SOURCE,
     ),
-    (("get image info", "image info failed"), _IMAGE_INFO),
-    (("image format",), _IMAGE_FORMAT),
+    (("image format", "invalid_image_format"), _IMAGE_FORMAT),
+    (("image size exceeds", "image too large", "image is too large"), _IMAGE_TOO_LARGE),
+    (
+        (
+            "get image info",
+            "image info failed",
+            "process the provided image",
+            "unprocessable image",
+        ),
+        _IMAGE_INFO,
+    ),
     (("width or height",), _IMAGE_SIZE),
     (("cannot exceed", "too long"), _PROMPT_LENGTH),
     (("only english", "english prompts"), _ENGLISH),
-    (("parameters are incorrect", "request parameters", "invalid parameter"), _PARAMETERS),
+    (
+        (
+            "parameters are incorrect",
+            "request parameters",
+            "invalid parameter",
+            "out of range",
+            "not within the range of allowed",
+        ),
+        _PARAMETERS,
+    ),
     (("upload failed",), _UPLOAD),
     (("audio format",), _AUDIO_FORMAT),
     (("maintenance", "service unavailable"), _MAINTENANCE),
+    (("refunded",), _REFUNDED),
+    (("full queue", "queue is full", "queue full"), _QUEUE_FULL),
     (
-        ("internal error", "timeout", "generation failed", "server error", "task failed"),
+        (
+            "internal error",
+            "timeout",
+            "generation failed",
+            "server error",
+            "task failed",
+            "failed to generate",
+            "failed to edit",
+            "user token",
+            "try again later",
+            "生成失败",  # "generation failed" in kie.ai's Chinese copies
+        ),
         _PROVIDER,
     ),
 )
 
 _CODES: dict[int, Explanation] = {
     402: _CREDITS,
-    408: _PROVIDER,  # the Market jobs API: upstream returned nothing for over 10 minutes
+    408: _PROVIDER,  # Market and Suno music: upstream returned nothing for over 10 minutes
+    433: _KEY_LIMIT,  # Market: the sub-key's usage exceeded its limit
     451: _SOURCE,
     455: _MAINTENANCE,
     500: _PROVIDER,
     501: _PROVIDER,
+    531: _REFUNDED,  # Suno music: generation failed, credits refunded
+    550: _QUEUE_FULL,  # 4o Image: rejected, the queue is full
 }
 
 #: Envelope messages that only say "it failed" (the Market jobs API's failure callback): the code

@@ -82,6 +82,14 @@ def url_list(value: Any) -> tuple[str, ...]:
     return tuple(urls)
 
 
+def urls_in(value: Any, key: str) -> tuple[str, ...]:
+    """URLs from a list of objects that each keep one under `key` (Midjourney's poll answer:
+    `[{"resultUrl": "…"}]`); plain URL strings and the other forms of `url_list` count too."""
+    if not isinstance(value, list | tuple):
+        return url_list(value)
+    return url_list([item.get(key) if isinstance(item, Mapping) else item for item in value])
+
+
 def prompt_of(value: Any) -> str | None:
     """The `prompt` inside a `promptJson`/`paramJson` given as a JSON string or an object."""
     if isinstance(value, str):
@@ -102,6 +110,29 @@ def json_value(value: Any) -> Any:
         except (ValueError, RecursionError):
             return None
     return value
+
+
+def readable_text(value: Any, limit: int) -> str | None:
+    """A result given as text or as JSON (Market's `resultObject`) as text a person reads, at most
+    `limit` characters (cut with "…"); None when there is nothing to read.
+
+    An object with a `text` string (speech to text) is that text; any other object or list is
+    indented JSON.
+    """
+    if isinstance(value, Mapping) and isinstance(value.get("text"), str) and value["text"].strip():
+        value = value["text"]
+    if isinstance(value, str):
+        found = value.strip()
+    elif value is None or isinstance(value, bool):
+        found = ""
+    else:
+        try:
+            found = json.dumps(value, ensure_ascii=False, indent=2)
+        except (ValueError, TypeError, RecursionError):
+            found = ""
+    if not found:
+        return None
+    return found if len(found) <= limit else found[: limit - 1].rstrip() + "…"
 
 
 def amount_of(value: Any) -> float | None:
