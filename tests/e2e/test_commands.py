@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import pytest
 
+from bot.kie.products import POLL_PRODUCTS
 from tests.conftest import eventually, load, poll, signed_form_headers, slash
 
 CHANNEL = "C0CMD"
@@ -94,13 +95,8 @@ async def test_status_of_an_unknown_task_asks_every_product(start_bot, fake_slac
     [card] = await eventually(lambda: texts(fake_slack))
     assert "5b8e1c2d.mp4" in card
     asked = {path for path, query in fake_kie.requests if query.get("taskId") == RUNWAY_TASK}
-    assert asked == {
-        VEO_RECORD,
-        RUNWAY_RECORD,
-        "/api/v1/modify/record-info",
-        "/api/v1/mp4/record-info",
-        "/api/v1/jobs/recordInfo",
-    }
+    assert asked == {product.poll_path for product in POLL_PRODUCTS}
+    assert {"/api/v1/modify/record-info", "/api/v1/mj/record-info"} <= asked
     with sqlite3.connect(bot.settings.database_path) as db:
         assert db.execute("SELECT state, source FROM tasks").fetchall() == [("succeeded", "poll")]
 
