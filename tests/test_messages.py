@@ -39,12 +39,14 @@ def as_task(update: TaskUpdate, finished_at: float | None = FINISHED) -> Task:
 ALL_CALLBACKS = [path.name for path in callback_files()]
 SUCCESSES = [name for name in ALL_CALLBACKS if load(name).state is State.SUCCEEDED]
 FAILURES = [name for name in ALL_CALLBACKS if load(name).state is State.FAILED]
+#: Callbacks of a task that goes on (Suno's lyrics and first track).
+RUNNING = [name for name in ALL_CALLBACKS if load(name).state is State.RUNNING]
 
 
 def test_fixtures_cover_both_outcomes() -> None:
     assert len(SUCCESSES) >= 10
     assert len(FAILURES) >= 10
-    assert len(SUCCESSES) + len(FAILURES) == len(ALL_CALLBACKS)
+    assert len(SUCCESSES) + len(FAILURES) + len(RUNNING) == len(ALL_CALLBACKS)
 
 
 def assert_valid(message: Message) -> None:
@@ -98,20 +100,26 @@ def test_success_card_over_fixtures(name: str) -> None:
     message = build_task_message(as_task(update))
     assert_valid(message)
     label = PRODUCTS[update.product].label
+    title = message.blocks[0]["text"]["text"]
     assert message.blocks[0]["type"] == "header"
-    assert f"{label} video ready" in message.blocks[0]["text"]["text"]
+    assert title.startswith(f"✅ {label}") and title.endswith(" ready")
     body = texts(message)
     assert f"`{update.task_id}`" in body
     assert label in body
     assert update.task_id in message.text
-    assert [b["url"] for b in buttons(message)] == list(update.result_urls)
     assert update.result_urls
     images = blocks_of(message, "image")
-    if update.image_urls:
-        assert [i["image_url"] for i in images] == [update.image_urls[0]]
-        assert images[0]["alt_text"]
-    else:
-        assert images == []
+    assert all(i["alt_text"] for i in images)
+    shown = [i["image_url"] for i in images]
+    if update.kind == "image":  # the images themselves, the first four
+        assert shown == list(update.result_urls[:4])
+        assert [b["url"] for b in buttons(message)] == list(update.result_urls[4:])
+    else:  # a link each, and the thumbnail (a video's) or cover (a track's)
+        assert [b["url"] for b in buttons(message)] == list(update.result_urls)
+        assert shown == list(update.image_urls[:1])
+    if update.kind != "video":
+        assert "video" not in (title + message.text).lower()
+        assert not any("video" in b["text"]["text"].lower() for b in buttons(message))
 
 
 @pytest.mark.parametrize("name", SUCCESSES)
@@ -248,7 +256,8 @@ def test_success_with_later_upgrade_failure_shows_it() -> None:
 def test_success_without_urls_says_so() -> None:
     message = build_task_message(Task("suno-mp4", "mp4_none", State.SUCCEEDED))
     assert_valid(message)
-    assert "no video URL" in texts(message)
+    assert "nothing to attach" in texts(message)
+    assert message.blocks[0]["text"]["text"] == "✅ Suno music video task done"
 
 
 # --- failure ----------------------------------------------------------------------------------
@@ -302,6 +311,18 @@ def test_running_card() -> None:
     update = build_update_message(running)
     assert_valid(update)
     assert "Runway is generating" in update.blocks[0]["text"]["text"]
+
+
+@pytest.mark.parametrize("name", RUNNING)
+def test_running_card_over_fixtures(name: str) -> None:
+    update = load(name)
+    label = PRODUCTS[update.product].label
+    for message in (build_task_message(as_task(update)), build_update_message(update)):
+        assert_valid(message)
+        assert message.blocks[0]["text"]["text"].startswith(f"⏳ {label}")
+        assert update.task_id in message.text
+        for url in update.result_urls:
+            assert url in texts(message)
 
 
 # --- escaping and limits ----------------------------------------------------------------------
@@ -411,7 +432,7 @@ def test_render_console_success() -> None:
     assert lines[0] == "── #C123 (new message)"
     assert "✅ Runway video ready" in out
     assert f"[Open video] {update.result_urls[0]}" in out
-    assert f"[image] {update.image_urls[0]}" in out
+    assert f"[image: Runway thumbnail for task {update.task_id}] {update.image_urls[0]}" in out
     assert EXPIRES_TEXT in out
     assert "<!date" not in out
     assert update.task_id in out

@@ -1,8 +1,9 @@
-"""What a card says about videos saved into its thread (the builders are pure: outcomes in)."""
+"""What a card says about videos, images and tracks saved into its thread (the builders are pure: outcomes in)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -10,7 +11,7 @@ from slack_sdk.models.blocks import Block
 
 from bot.slack.blocks import Message
 from bot.slack.console import file_size, render_console, render_file
-from bot.slack.messages import SAVED_IN_THREAD, build_task_message
+from bot.slack.messages import SAVED_IN_THREAD, SAVED_NOTES, build_task_message
 from bot.task import State, Task
 from bot.video.saved import SavedVideo, SaveState
 
@@ -120,3 +121,41 @@ def test_the_console_shows_a_file_as_slack_does() -> None:
         "   kie-t-1.mp4 · a video that plays in Slack",
     ]
     assert [file_size(n) for n in (999, 1_000_000, 2_500_000_000)] == ["1 kB", "1.0 MB", "2.5 GB"]
+
+
+# --- images and tracks ------------------------------------------------------------------------
+
+PNG = "https://tempfile.example/mj/one.png"
+PNG2 = "https://tempfile.example/mj/two.png"
+MP3 = "https://musicfile.example/one.mp3"
+
+
+def media_task(product: str, *urls: str) -> Task:
+    return replace(task(*urls), product=product, task_id=f"{product}_card")
+
+
+def test_saved_images_are_called_images() -> None:
+    one = text(build_task_message(media_task("mj", PNG), saved={PNG: saved(PNG)}))
+    assert SAVED_NOTES["image"] in one and one.count("🖼 Saved in the thread") == 1
+    both = build_task_message(
+        media_task("mj", PNG, PNG2), saved={PNG: saved(PNG), PNG2: saved(PNG2)}
+    )
+    valid(both)
+    assert "🖼 All 2 images are saved in the thread: they stay after kie.ai" in text(both)
+    mixed = {PNG: saved(PNG), PNG2: SavedVideo(PNG2, SaveState.PENDING)}
+    shown = text(build_task_message(media_task("mj", PNG, PNG2), saved=mixed))
+    assert "🖼 Image 1 is saved in the thread: it stays." in shown
+    assert "📥 Saving image 2 into the thread…" in shown
+    assert "download the images before then" in shown
+    for message in (one, text(both), shown):
+        assert "video" not in message.lower()
+
+
+def test_a_saved_track_plays_in_slack() -> None:
+    shown = text(build_task_message(media_task("suno", MP3), saved={MP3: saved(MP3)}))
+    assert "🎵 Saved in the thread: plays in Slack and stays" in shown
+    refused_one = build_task_message(
+        media_task("suno", MP3), saved={MP3: refused(MP3, "Too big to save.")}
+    )
+    assert "⚠️ Not saved in Slack: Too big to save. The link stays." in text(refused_one)
+    assert "video" not in (shown + text(refused_one)).lower()

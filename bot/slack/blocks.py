@@ -27,6 +27,10 @@ PROMPT_EXCERPT = 200
 MESSAGE_MAX = 2000
 TASK_ID_MAX = 120
 MODEL_MAX = 120
+IMAGE_TITLE_MAX = 2000
+#: A result that is text is shown on its card up to this many characters; a longer one is cut
+#: there, and the whole text is posted into the task's thread.
+TEXT_ON_CARD = 2900
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +139,16 @@ def link_button(text: str, url: str, action_id: str) -> dict[str, Any]:
     }
 
 
-def image(url: str, alt_text: str) -> dict[str, Any]:
-    return {"type": "image", "image_url": url, "alt_text": truncate(alt_text, ALT_TEXT_MAX)}
+def image(url: str, alt_text: str, title: str = "") -> dict[str, Any]:
+    """An image block; `title` (plain text, optional) is shown above the image."""
+    block: dict[str, Any] = {
+        "type": "image",
+        "image_url": url,
+        "alt_text": truncate(alt_text, ALT_TEXT_MAX),
+    }
+    if title:
+        block["title"] = {"type": "plain_text", "text": truncate(title, IMAGE_TITLE_MAX)}
+    return block
 
 
 def sections(lines: list[str]) -> list[dict[str, Any]]:
@@ -151,6 +163,27 @@ def sections(lines: list[str]) -> list[dict[str, Any]]:
         chunk = f"{chunk}\n{line}" if chunk else line
     if chunk:
         blocks.append(section(chunk))
+    return blocks
+
+
+def text_sections(value: str, limit: int) -> list[dict[str, Any]]:
+    """Outside text, its first `limit` characters escaped (ending in an ellipsis when cut), in
+    as many sections as the escaping needs; no entity is cut in half."""
+    cut = len(value) > limit
+    blocks: list[dict[str, Any]] = []
+    chunk: list[str] = []
+    size = 0
+    for char in value[: limit - 1] if cut else value:
+        piece = escape(char)
+        if size + len(piece) > SECTION_MAX - 1:
+            blocks.append(section("".join(chunk)))
+            chunk, size = [], 0
+        chunk.append(piece)
+        size += len(piece)
+    if cut:
+        chunk.append("…")
+    if chunk:
+        blocks.append(section("".join(chunk)))
     return blocks
 
 

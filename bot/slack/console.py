@@ -9,7 +9,8 @@ import time
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, TextIO
 
-from bot.slack.blocks import Message
+from bot.kie.media import Media, media_of_url
+from bot.slack.blocks import Message, one_line
 
 # --- console ----------------------------------------------------------------------------------
 
@@ -36,6 +37,13 @@ def _text_of(obj: Any) -> str:
     return _plain(value) if obj.get("type") == "mrkdwn" else value
 
 
+def _image_line(image: dict[str, Any]) -> str:
+    """An image as `[image: its alt text] its URL`."""
+    alt = one_line(str(image.get("alt_text") or ""))
+    url = image.get("image_url", "")
+    return f"[image: {alt}] {url}" if alt else f"[image] {url}"
+
+
 def _console_lines(block: dict[str, Any]) -> list[str]:
     kind = block.get("type")
     if kind == "header":
@@ -52,11 +60,10 @@ def _console_lines(block: dict[str, Any]) -> list[str]:
             for element in block.get("elements", [])
         ]
     if kind == "image":
-        return [f"[image] {block.get('image_url', '')}"]
+        return [_image_line(block)]
     if kind == "context":
         return [
-            "· "
-            + (f"[image] {e.get('image_url', '')}" if e.get("type") == "image" else _text_of(e))
+            "· " + (_image_line(e) if e.get("type") == "image" else _text_of(e))
             for e in block.get("elements", [])
         ]
     if kind == "divider":
@@ -92,17 +99,26 @@ def file_size(size: int) -> str:
     return f"{max(1, round(size / 1000))} kB"
 
 
+#: What a file shared into a thread is, as the console says it, by its kind.
+_FILE_KINDS: dict[Media | None, str] = {
+    "video": "a video that plays in Slack",
+    "image": "an image Slack shows",
+    "audio": "a track that plays in Slack",
+}
+
+
 def render_file(
     channel: str, thread_ts: str, title: str, filename: str, size: int | None = None
 ) -> str:
-    """A file shared into a thread, as a person sees it in Slack: its title, size and name."""
+    """A file shared into a thread, as a person sees it in Slack: its title, size, name and
+    kind (by the name's extension)."""
     target = channel if channel.startswith("#") else f"#{channel}"
     sized = f" ({file_size(size)})" if size is not None else ""
     return "\n".join(
         [
             f"── {target} (file in thread {thread_ts})",
             f"   📎 {title}{sized}",
-            f"   {filename} · a video that plays in Slack",
+            f"   {filename} · {_FILE_KINDS.get(media_of_url(filename), 'a file')}",
         ]
     )
 
