@@ -44,8 +44,8 @@ def build_bolt(
 
     bolt.command("/kie")(commands.handle)
 
-    @bolt.action(re.compile(r"^open_video_\d+$"))
-    async def open_video(ack: Any) -> None:
+    @bolt.action(re.compile(r"^open_(video|image|audio)_\d+$"))
+    async def open_link(ack: Any) -> None:
         await ack()  # a link button opens the URL in the browser; Slack still expects an ack
 
     # Bolt passes each listener the arguments its parameters name (`self` is skipped).
