@@ -254,6 +254,16 @@ MIGRATIONS: tuple[str, ...] = (
         changed_at REAL NOT NULL
     );
     """,
+    # 11: the delivery saves, of the file rows that go next in their thread, the one due soonest,
+    # so a file retried for hours holds up only its own thread: file rows by channel in the order
+    # they are due, and each thread's file rows in order.
+    """
+    DROP INDEX IF EXISTS outbox_videos;
+    CREATE INDEX outbox_video_due ON outbox (channel, next_attempt_at, id)
+        WHERE status = 'pending' AND kind = 'video';
+    CREATE INDEX outbox_video_threads ON outbox (family, task_id, channel, id)
+        WHERE status = 'pending' AND kind = 'video';
+    """,
 )
 
 

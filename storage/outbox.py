@@ -1,10 +1,10 @@
 """The outbox: Slack work written in the same transaction as the news that implies it.
 
 Each row has a unique idempotency key, so the same work is never queued twice. The delivery
-worker takes rows in id order per channel and marks each done, retried or failed. Video rows
-(saving a result video into its thread) go on a lane of their own per channel, so a long
-transfer never holds back the channel's posts; a video row waits only for its own thread's
-earlier posts.
+worker takes rows in id order per channel and marks each done, retried or failed. File rows
+(saving a result file, a video, an image or a track, into its thread) go on a lane of their
+own per channel, so a long transfer never holds back the channel's posts; a file row waits
+only for its own thread's earlier posts and files, never for another thread's.
 """
 
 from __future__ import annotations
@@ -248,18 +248,23 @@ class Outbox:
         return _row(row) if row else None
 
     async def video_channels(self) -> list[str]:
-        """Channels with a video row whose thread is ready for it (see `video_head`)."""
+        """Channels with a file row that may go next in its thread (see `video_head`)."""
         rows = await self._db.fetchall(
-            f"SELECT DISTINCT v.channel FROM outbox v WHERE {_VIDEO_READY} ORDER BY v.channel"
+            f"SELECT DISTINCT v.channel FROM outbox v WHERE {_VIDEO_NEXT} ORDER BY v.channel"
         )
         return [row["channel"] for row in rows]
 
     async def video_head(self, channel: str) -> OutboxRow | None:
-        """The oldest video row of `channel` whose thread is ready: neither the task's root nor
-        the reply of the news that brought the video is still pending, so the file follows
-        them in the thread. Videos of other tasks do not wait for it."""
+        """The file row of `channel` due soonest among those that go next in their thread.
+
+        A row goes next in its thread when no earlier file row of the same task there is
+        pending, and neither the task's root nor the reply of the news that brought the file
+        is: the file follows them. Only a thread's own order matters, so a file retried for
+        hours (its host in trouble) holds up no other task's file.
+        """
         row = await self._db.fetchone(
-            f"SELECT v.* FROM outbox v WHERE {_VIDEO_READY} AND v.channel = ? ORDER BY v.id LIMIT 1",
+            f"""SELECT v.* FROM outbox v WHERE {_VIDEO_NEXT} AND v.channel = ?
+                ORDER BY v.next_attempt_at, v.id LIMIT 1""",
             (channel,),
         )
         return _row(row) if row else None
@@ -440,9 +445,13 @@ class Outbox:
         )
 
 
-#: A pending video row whose thread's earlier posts are out: found by their keys (`enqueue_root`
-#: and `enqueue_news` make them), so the check is two lookups on the key index.
-_VIDEO_READY = """v.status = 'pending' AND v.kind = 'video'
+#: A pending file row that goes next in its thread: no earlier file row of its thread is pending
+#: (a probe of the `outbox_video_threads` index), and its thread's earlier posts are out (found
+#: by their keys, which `enqueue_root` and `enqueue_news` make: two probes of the key index).
+_VIDEO_NEXT = """v.status = 'pending' AND v.kind = 'video'
+    AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.status = 'pending' AND e.kind = 'video'
+        AND e.family = v.family AND e.task_id = v.task_id AND e.channel = v.channel
+        AND e.id < v.id)
     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.status = 'pending' AND p.key IN (
         'root:' || v.family || ':' || v.task_id || ':' || v.channel,
         'reply:' || v.event_id || ':' || v.channel))"""

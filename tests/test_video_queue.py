@@ -5,8 +5,13 @@ for its thread, and recorded to the end."""
 from __future__ import annotations
 
 import copy
+import logging
+from dataclasses import replace
+
+import pytest
 
 from bot.kie.products import PRODUCTS
+from bot.slack.delivery import FileTrouble
 from bot.video.saved import SaveState
 from storage.outbox import Outbox, OutboxRow
 from storage.tasks import TaskStore
@@ -135,3 +140,57 @@ async def test_a_refusal_an_operator_fixes_updates_the_card_each_time(opener):  
     assert again is not None and again.id == row.id
     await videos.saved(again, "F2", "t", 10)
     assert await drain_posts(outbox, "C1") == ["update"], "the card is updated once more"
+
+
+async def test_a_file_retried_later_holds_up_only_its_own_thread(opener):  # noqa: F811
+    db = await opener()
+    clock = Clock()
+    tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)
+    videos = SavedVideos(db, clock=clock)
+    stuck = update("veo-success.json", "https://v.example/a1.mp4", "https://v.example/a2.mp4")
+    await tasks.apply(stuck, channel="C1")
+    other = copy.deepcopy(load("veo-success.json"))
+    other["data"]["taskId"] = "veo_task_other"
+    other["data"]["info"]["resultUrls"] = ["https://v.example/b.mp4"]
+    await tasks.apply(PRODUCTS["veo"].parse_callback(other), channel="C1")
+    await drain_posts(outbox, "C1", (tasks, videos))
+    first = await outbox.video_head("C1")
+    assert first is not None and first.text == "https://v.example/a1.mp4"
+    await outbox.retry(first, "http_503: HTTP 503", 3600)  # its host is in trouble
+    head = await outbox.video_head("C1")
+    assert head is not None and head.text == "https://v.example/b.mp4", "a2 waits for a1"
+    await outbox.done(head)
+    head = await outbox.video_head("C1")
+    assert head is not None and head.id == first.id and head.due_at > clock()
+    clock.now += 3600
+    await outbox.done(head)
+    head = await outbox.video_head("C1")
+    assert head is not None and head.text == "https://v.example/a2.mp4"
+
+
+def test_a_file_that_keeps_failing_is_logged_once_a_minute(caplog: pytest.LogCaptureFixture):
+    clock = Clock()
+    trouble = FileTrouble(clock)
+    row = OutboxRow(7, "k", "video", "C1", "veo", TASK, None, "https://v.example/a.mp4", 0, 0.0)
+    other = replace(row, id=8, task_id="veo_task_other")
+    caplog.set_level(logging.WARNING, logger="bot.slack.delivery")
+
+    def lines() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+    trouble.failed(row, "video 1", "http_503: HTTP 503", 24)
+    assert lines() == [
+        f"video 1 of task {TASK} not saved in C1 yet: http_503: HTTP 503; 1 tries so far, "
+        "retried for up to 24 hours"
+    ]
+    for _ in range(5):
+        clock.now += 10
+        trouble.failed(replace(row, attempts=row.attempts + 1), "video 1", "network: reset", 24)
+    trouble.failed(other, "video 1", "http_502: HTTP 502", 24)
+    assert len(lines()) == 2 and TASK not in lines()[1], "one line per file and minute"
+    clock.now += 10
+    trouble.failed(replace(row, attempts=6), "video 1", "network: reset", 24)
+    assert len(lines()) == 3 and "network: reset; 7 tries so far" in lines()[2]
+    trouble.ended(row)
+    trouble.failed(row, "video 1", "http_503: HTTP 503", 24)
+    assert len(lines()) == 4, "a new run of trouble is said at once"

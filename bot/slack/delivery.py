@@ -56,6 +56,8 @@ MAX_BACKOFF = 60.0
 RENEW_EVERY = 10.0
 #: While Slack does not answer, the log says so at most this often.
 OUTAGE_LOG_EVERY = 60.0
+#: While a result file keeps failing for a passing reason, the log says so at most this often.
+FILE_TROUBLE_LOG_EVERY = 60.0
 #: Videos transferred at once, over all channels (each streams through a fixed-size buffer).
 MAX_TRANSFERS = 2
 
@@ -133,6 +135,37 @@ def _described(error: SlackError) -> str:
     return f"{error.error}: {error.detail}" if error.detail else error.error
 
 
+class FileTrouble:
+    """Result files that keep failing for a passing reason (their host or Slack in trouble): a
+    warning for each at its first failure, then at most one a minute while it goes on."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._logged_at: dict[int, float] = {}
+
+    def failed(self, row: OutboxRow, what: str, reason: str, retry_hours: float) -> None:
+        """Try `row.attempts + 1` of the file `what` ("video 1") met passing trouble."""
+        now = self._clock()
+        logged = self._logged_at.get(row.id)
+        if logged is not None and now - logged < FILE_TROUBLE_LOG_EVERY:
+            return
+        self._logged_at[row.id] = now
+        log.warning(
+            "%s of task %s not saved in %s yet: %s; %d tries so far, retried for up to %g hours",
+            what,
+            row.task_id,
+            row.channel,
+            reason,
+            row.attempts + 1,
+            retry_hours,
+            extra={"task_id": row.task_id, "channel": row.channel},
+        )
+
+    def ended(self, row: OutboxRow) -> None:
+        """The file's row is finished (saved, or not saved for good)."""
+        self._logged_at.pop(row.id, None)
+
+
 @dataclass(frozen=True, slots=True)
 class VideoTransfers:
     """How result videos are fetched (SLACK_SAVE_VIDEOS=on): `downloads` is a session from
@@ -192,6 +225,7 @@ class Delivery:
         self._pacer = pacer or ChannelPacer()
         self._clock = clock
         self._weather = SlackWeather()
+        self._file_trouble = FileTrouble(clock)
         self._wake = tasks.outbox_ready
         self._main: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -555,6 +589,7 @@ class Delivery:
             file_id,
             extra={"task_id": row.task_id, "channel": row.channel},
         )
+        self._file_trouble.ended(row)
         await videos.saved(row, file_id, title, size)
         self._wake.set()  # the card's update is queued
 
@@ -615,7 +650,9 @@ class Delivery:
         reason = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
         if exc.retryable:
             if self._clock() - row.window_start <= self._retry_seconds:
-                await self._retry_later(row, reason, exc.retry_after, f"video {index + 1}")
+                what = f"video {index + 1}"
+                self._file_trouble.failed(row, what, reason, self._retry_seconds / 3600)
+                await self._retry_later(row, reason, exc.retry_after, what)
                 return
             hours = f"{self._retry_seconds / 3600:g}"
             explanation = (
@@ -647,6 +684,7 @@ class Delivery:
                 reason,
                 extra=where,
             )
+        self._file_trouble.ended(row)
         await self._videos.not_saved(row, exc.reason, explanation, operator=operator)
         self._wake.set()  # the card's update is queued
 
