@@ -14,6 +14,7 @@ from typing import Literal
 from bot.kie.products import PRODUCTS
 from bot.task import Applied, TaskUpdate
 from storage.database import Connection
+from storage.ledger import Limits, Start, claim_start, mark_refused, mark_started
 from storage.tasks import BesideTasks, Started, record_started
 
 SubmissionState = Literal["claimed", "submitted", "refused"]
@@ -53,9 +54,21 @@ class _Held(Exception):
 class SubmissionStore(BesideTasks):
     """The submission keys, and the transaction that records a started task."""
 
-    async def claim(self, claim: Claim, channel: str, user_id: str) -> Submission | None:
+    async def claim(
+        self,
+        claim: Claim,
+        channel: str,
+        user_id: str,
+        *,
+        start: Start | None = None,
+        limits: Limits | None = None,
+    ) -> Submission | None:
         """Claim every key of `claim`; None when they are ours now, else the earlier submission
-        that holds one (and nothing is claimed)."""
+        that holds one (and nothing is claimed).
+
+        With `start`, the generation is also counted in the usage ledger against `limits` in the
+        same transaction: `LimitReached` is raised, and nothing claimed, when a limit is met.
+        """
         now = self._clock()
 
         def write(conn: Connection) -> None:
@@ -81,6 +94,8 @@ class SubmissionStore(BesideTasks):
                 ).rowcount
                 if not taken:
                     raise _Held(key)
+            if start is not None and claim.all_keys:
+                claim_start(conn, claim.all_keys[0], start, limits or Limits(), now)
 
         try:
             await self._db.write(write)
@@ -108,6 +123,7 @@ class SubmissionStore(BesideTasks):
                    WHERE key = ?""",
                 [(outcome[:500], now, key) for key in keys],
             )
+            mark_refused(conn, keys)
 
         await self._db.write(write)
 
@@ -133,6 +149,7 @@ class SubmissionStore(BesideTasks):
                        done_at = ? WHERE key = ?""",
                 [(family, update.task_id, now, key) for key in keys],
             )
+            mark_started(conn, keys, family, update.task_id, update.product)
             return record_started(conn, update, channel, now, started, thread=thread, note=note)
 
         applied = await self._db.write(write)

@@ -3,6 +3,8 @@ that records a started task with who asked, its follower and its first message."
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 
 from bot.task import State, TaskUpdate
 from storage.database import Database, open_database
+from storage.ledger import LimitReached, Limits, Start, claim_start
 from storage.outbox import Outbox
 from storage.submissions import Claim, SubmissionStore
 from storage.tasks import Started, TaskStore
@@ -128,3 +131,89 @@ async def test_an_extension_goes_into_the_thread_of_the_video_it_extends(db):
     note = await outbox.head("C1")
     assert note is not None and (note.kind, note.task_id) == ("note", "veo_extend_task_1")
     assert await outbox.borrowed(note) and not await outbox.borrowed(root)
+
+
+# --- daily limits: counted in the claim's transaction ----------------------------------------
+
+
+async def _start(store: SubmissionStore, n: int, user: str, limits: Limits) -> bool:
+    """One start by `user` in C1; True when the limits let it through."""
+    try:
+        held = await store.claim(
+            Claim((f"slash:{n}",)), "C1", user, start=Start(user, "C1", "veo"), limits=limits
+        )
+    except LimitReached:
+        return False
+    assert held is None
+    return True
+
+
+async def test_a_limit_refuses_the_start_after_the_last_and_kie_refusals_do_not_count(db):
+    clock = Clock()
+    store = SubmissionStore(db, TaskStore(db, clock=clock), clock=clock)
+    limits = Limits(per_person=2, admins=frozenset({"UADMIN"}))
+    assert await _start(store, 1, "U1", limits)
+    await store.refused(Claim(("slash:1",)), "kie.ai: out of credits")  # does not count
+    assert await _start(store, 2, "U1", limits) and await _start(store, 3, "U1", limits)
+    with pytest.raises(LimitReached) as reached:
+        await store.claim(
+            Claim(("slash:4",)), "C1", "U1", start=Start("U1", "C1", "veo"), limits=limits
+        )
+    assert (reached.value.scope, reached.value.limit, reached.value.count) == ("person", 2, 2)
+    # Nothing of the refused start was claimed: its key is free.
+    assert await store.get("slash:4") is None
+    assert all([await _start(store, n, "UADMIN", limits) for n in range(5, 9)])  # admins
+    clock.now += 86400  # a new UTC day
+    assert await _start(store, 9, "U1", limits)
+
+
+async def test_a_channel_limit_holds_everyone_in_the_channel(db):
+    clock = Clock()
+    store = SubmissionStore(db, TaskStore(db, clock=clock), clock=clock)
+    limits = Limits(per_channel=3)
+    results = [await _start(store, n, f"U{n}", limits) for n in range(5)]
+    assert results == [True, True, True, False, False]
+
+
+async def test_concurrent_starts_at_the_edge_never_pass_the_limit(db):
+    clock = Clock()
+    tasks = TaskStore(db, clock=clock)
+    # Two stores on one database stand for two replicas; on SQLite, the same writer.
+    stores = [SubmissionStore(db, tasks, clock=clock) for _ in range(2)]
+    limits = Limits(per_person=10)
+    for n in range(9):
+        assert await _start(stores[0], n, "U1", limits)
+    passed = await asyncio.gather(*(_start(stores[n % 2], 100 + n, "U1", limits) for n in range(8)))
+    assert passed.count(True) == 1
+
+
+async def test_two_replicas_on_postgresql_never_pass_the_limit(postgres_url, tmp_path):
+    """Replica A counts the 5th start of the day and holds its transaction open; replica B's
+    start at the same moment waits for it, then sees 5 of 5 and is refused."""
+    clock = Clock()
+    first = await open_database(tmp_path / "unused.db", postgres_url)
+    second = await open_database(tmp_path / "unused.db", postgres_url)
+    try:
+        store = SubmissionStore(second, TaskStore(second, clock=clock), clock=clock)
+        limits = Limits(per_person=5)
+        for n in range(4):
+            assert await _start(store, n, "U1", limits)
+        counted, release = threading.Event(), threading.Event()
+
+        def fifth(conn) -> None:  # replica A, mid-transaction
+            claim_start(conn, "slash:A", Start("U1", "C1", "veo"), limits, clock())
+            counted.set()
+            release.wait(10)
+
+        holding = asyncio.ensure_future(first.write(fifth))
+        await asyncio.get_running_loop().run_in_executor(None, counted.wait, 10)
+        racing = asyncio.ensure_future(_start(store, 99, "U1", limits))
+        await asyncio.sleep(0.5)  # B runs now; it must be waiting on A's lock
+        release.set()
+        await holding
+        assert await racing is False
+        rows = await first.fetchall("SELECT COUNT(*) FROM ledger WHERE user_id = 'U1'")
+        assert rows[0][0] == 5
+    finally:
+        await first.close()
+        await second.close()
