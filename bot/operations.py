@@ -1,4 +1,5 @@
-"""Operator commands on the store: `kie-slack outbox` and `kie-slack outbox retry`.
+"""Operator commands on the store: `kie-slack outbox`, `kie-slack outbox retry` and
+`kie-slack usage`.
 
 They open the bot's database from a second process while the bot runs; the running bot picks
 up rows made due within seconds.
@@ -11,7 +12,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 
 from bot.config import Settings
-from storage.database import StoreUnavailable, open_database
+from bot.usage import summarize, usage_csv, usage_lines
+from storage.database import Database, StoreUnavailable, open_database
+from storage.ledger import UsageStore
 from storage.outbox import Outbox, OutboxEntry, OutboxStats
 
 
@@ -54,18 +57,24 @@ def summary(stats: OutboxStats, now: float) -> str:
 
 
 @contextlib.asynccontextmanager
-async def _outbox(command: str, settings: Settings) -> AsyncIterator[Outbox]:
-    """The bot's outbox, opened from this process; store errors end the command with a line."""
+async def _database(command: str, settings: Settings) -> AsyncIterator[Database]:
+    """The bot's database, opened from this process; store errors end the command with a line."""
     try:
         database = await open_database(settings.database_path, settings.postgres_url)
     except StoreUnavailable as exc:
         raise CommandFailed(f"kie-slack {command}: {exc}") from exc
     try:
-        yield Outbox(database)
+        yield database
     except StoreUnavailable as exc:
         raise CommandFailed(f"kie-slack {command}: {exc}") from exc
     finally:
         await database.close()
+
+
+@contextlib.asynccontextmanager
+async def _outbox(command: str, settings: Settings) -> AsyncIterator[Outbox]:
+    async with _database(command, settings) as database:
+        yield Outbox(database)
 
 
 class CommandFailed(Exception):
@@ -107,3 +116,21 @@ async def retry_outbox(settings: Settings, rows: Sequence[int], failed: bool) ->
     if not changed and not unknown:
         print("No failed rows.")
     return 0 if changed or (failed and not rows) else 1
+
+
+async def usage_report(settings: Settings, since: float, as_csv: bool) -> int:
+    """Print the usage ledger from `since` (Unix seconds): a report, or CSV with a line per
+    start. 0, or 1 when the store cannot be read."""
+    try:
+        async with _database("usage", settings) as database:
+            rows = await UsageStore(database).since(since)
+    except CommandFailed as exc:
+        print(exc)
+        return 1
+    if as_csv:
+        print(usage_csv(rows), end="")
+        return 0
+    day = time.strftime("%Y-%m-%d", time.gmtime(since))
+    lines = usage_lines(summarize(rows), label=f"since {day} (UTC)", credits_left=None)
+    print("\n".join(line.replace("*", "") for line in lines))
+    return 0

@@ -18,9 +18,9 @@ from datetime import UTC, datetime, timedelta
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.kie.client import KieClient, KieError
-from bot.kie.products import PRODUCTS, model_name
+from bot.kie.products import PRODUCTS
 from bot.slack.blocks import channel_link, code, mention, slack_date
-from bot.usage import amount, period_start, summarize, usage_lines
+from bot.usage import amount, model_words, period_start, summarize, usage_lines
 from storage.database import Connection, StoreUnavailable
 from storage.ledger import AlertStore, UsageStore
 from storage.outbox import enqueue_message
@@ -147,7 +147,7 @@ class SpendWatch:
             credits_left=await self._credits(),
             person=mention,
             channel=channel_link,
-            model=_model_words,
+            model=model_words,
         )
         if not summary.total.generations:
             lines.insert(1, "_No generations were started from Slack that day._")
@@ -174,9 +174,3 @@ def start_spend_watch(watch: SpendWatch, tick_seconds: float) -> AsyncIOSchedule
     scheduler.add_job(watch.tick, "interval", seconds=tick_seconds, id="spend-watch")
     scheduler.start()
     return scheduler
-
-
-def _model_words(what: str) -> str:
-    """A ledger's product slug or Market model id as people read it."""
-    found = PRODUCTS.get(what)
-    return found.label if found else model_name(what)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from bot.kie.products import PRODUCTS, model_name
 from storage.ledger import LimitReached, Limits, UsageRow
 
 Period = Literal["today", "week", "month"]
@@ -80,6 +81,12 @@ def summarize(rows: Iterable[UsageRow], *, only_user: str | None = None) -> Summ
         summary.channels[row.channel].add(row)
         summary.models[row.what].add(row)
     return summary
+
+
+def model_words(what: str) -> str:
+    """A ledger's product slug or Market model id as people read it."""
+    found = PRODUCTS.get(what)
+    return found.label if found else model_name(what)
 
 
 def amount(credits: float) -> str:

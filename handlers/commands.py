@@ -4,20 +4,23 @@ start generations (handlers/generate.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from bot.config import Settings
 from bot.kie.client import KieClient, KieError
 from bot.kie.products import POLL_PRODUCTS, PRODUCTS, Product, product_names
-from bot.slack.blocks import Message, escape
-from bot.slack.messages import build_task_message
+from bot.slack.blocks import Message, channel_link, escape, mention
+from bot.slack.messages import build_channel_message, build_task_message
 from bot.task import Task, TaskUpdate
+from bot.usage import PERIODS, Period, model_words, period_start, summarize, usage_lines
 from storage.database import StoreUnavailable
+from storage.ledger import UsageStore
 from storage.polls import PollSchedule
 from storage.routes import RouteStore
 from storage.tasks import TaskStore
@@ -38,6 +41,7 @@ USAGE = f"""*/kie* — kie.ai video tasks in Slack
 • `/kie list` — this channel's most recent tasks
 • `/kie url` — the callback URLs that post into this channel (paste one as `callBackUrl`)
 • `/kie credits` — remaining kie.ai credits
+• `/kie usage [today|week|month]` — generations started from Slack and what they cost (only you see it)
 • `/kie veo <prompt>`, `/kie runway <prompt>` — start a video here (costs kie.ai credits)
 • `/kie new` — a form to start a video: model, prompt, image, options
 • `/kie help` — this text
@@ -67,6 +71,8 @@ class Commands:
     clock: Callable[[], float] = field(default=time.time)
     #: Starts generations (`new`, `veo`, `runway`); None where the bot cannot.
     generate: Generate | None = None
+    #: The usage ledger, for `/kie usage`; None where the bot keeps none.
+    usage: UsageStore | None = None
 
     async def handle(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         """Answer one `/kie` invocation; never raises for anything the user typed."""
@@ -113,6 +119,8 @@ class Commands:
                 await self._url(reply, channel, user)
             elif sub == "credits":
                 await self._credits(reply)
+            elif sub == "usage":
+                await self._usage(reply, args, user)
             else:
                 raise Unusable(f"Unknown sub-command `{_shown(sub)}`. Try `/kie help`.")
         except Unusable as exc:
@@ -226,6 +234,44 @@ class Commands:
             await reply.say(kie_problem(exc, None))
             return
         await reply.say(f"kie.ai credits remaining: *{credits:g}*")
+
+    # --- usage ---------------------------------------------------------------------------------
+
+    async def _usage(self, reply: Reply, args: list[str], user: str) -> None:
+        """Generations started from Slack in the period and what they cost: everyone's lines to
+        an admin, the totals and the caller's own lines to anyone else."""
+        if self.usage is None:
+            raise Unusable("This bot keeps no usage ledger.")
+        period = (args[0].lower() if args else "today").strip()
+        if period not in PERIODS or len(args) > 1:
+            raise Unusable("Type `/kie usage`, `/kie usage week` or `/kie usage month`.")
+        now = self.clock()
+        rows = await self.usage.since(period_start(cast(Period, period), now))
+        admin = user in self.settings.kie_admins
+        left: float | None = None
+        if self.client is not None:
+            with contextlib.suppress(KieError):
+                left = await self.client.credits()
+        summary = summarize(rows, only_user=None if admin else user)
+        label = {"today": "today (UTC)", "week": "this week", "month": "this month"}[period]
+        lines = usage_lines(
+            summary,
+            label=label,
+            credits_left=left,
+            person=mention,
+            channel=channel_link,
+            model=model_words,
+        )
+        limit = self.settings.kie_daily_limit_per_person
+        if limit is not None and not admin:
+            used = await self.usage.count_today(user)
+            lines.append(f"*Your daily limit:* {used} of {limit} used today (UTC)")
+        if not admin:
+            lines.append("_You see the totals and your own lines; admins see everyone's._")
+        if self.client is None:
+            lines.append("_Credits left: unknown (KIE_API_KEY is not set)._")
+        message = build_channel_message("\n".join(lines))
+        await reply.say(message.text, message.blocks)
 
     # --- helpers -------------------------------------------------------------------------------
 
