@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from storage.database import Connection
+from storage.ledger import Limits, Start, claim_start, mark_refused, mark_started
 from storage.outbox import enqueue_note
 from storage.tasks import BesideTasks
 
@@ -45,11 +46,15 @@ class RequestStore(BesideTasks):
         *,
         stale_after: float,
         ended_by: str | None = None,
+        start: tuple[str, Start, Limits] | None = None,
     ) -> Request | None:
         """Open a request, or return the one already open (then nothing changes).
 
         A request is open for `stale_after` seconds, or until an event of product `ended_by`
-        (the product whose news is its result) arrives for the task after it was made.
+        (the product whose news is its result) arrives for the task after it was made. With
+        `start` (a ledger key, the start, the limits), a request that opens is a generation of
+        its own: counted in the usage ledger in the same transaction (`LimitReached` when a
+        limit is met, and nothing is opened).
         """
         now = self._clock()
 
@@ -70,6 +75,8 @@ class RequestStore(BesideTasks):
                 )
                 if not ended:
                     return Request(kind, row["user_id"], row["channel"], row["requested_at"])
+            if start is not None:
+                claim_start(conn, start[0], start[1], start[2], now)
             conn.execute(
                 """INSERT INTO requests (family, task_id, kind, user_id, channel, requested_at)
                    VALUES (?, ?, ?, ?, ?, ?)
@@ -97,14 +104,31 @@ class RequestStore(BesideTasks):
             for row in rows
         ]
 
-    async def release(self, family: str, task_id: str, kind: str) -> None:
-        """Close the request: kie.ai refused it, or its answer is in."""
-        await self._db.write(
-            lambda conn: conn.execute(
+    async def release(
+        self, family: str, task_id: str, kind: str, *, uncount: str | None = None
+    ) -> None:
+        """Close the request: kie.ai refused it, or its answer is in. `uncount` names the
+        ledger row of a start that kie.ai did not make: it no longer counts."""
+
+        def write(conn: Connection) -> None:
+            conn.execute(
                 "DELETE FROM requests WHERE family = ? AND task_id = ? AND kind = ?",
                 (family, task_id, kind),
             )
-        )
+            if uncount is not None:
+                mark_refused(conn, [uncount])
+
+        await self._db.write(write)
+
+    async def started(self, key: str, family: str, task_id: str, product: str) -> None:
+        """kie.ai accepted the request counted under ledger `key`: its outcome comes with the
+        news of `product` for the task."""
+        await self._db.write(lambda conn: mark_started(conn, [key], family, task_id, product))
+
+    async def uncount(self, key: str) -> None:
+        """kie.ai made nothing new for the request counted under `key` (already made, or
+        being made): it does not count."""
+        await self._db.write(lambda conn: mark_refused(conn, [key]))
 
     async def announce(self, family: str, task_id: str, kind: str, mrkdwn: str) -> None:
         """Say in the task's thread, in every channel that follows it, who asked (mrkdwn made
