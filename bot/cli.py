@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import ipaddress
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from bot import __version__
 from bot.config import ConfigError, Settings, configure_logging
@@ -207,18 +209,15 @@ def _explain(settings: Settings, env: Mapping[str, str]) -> list[str]:
         + ("" if given("PORT") or given("HOST") else " (defaults)"),
         f"{ok} PUBLIC_URL {settings.public_url}: callback URLs are built on it",
     ]
-    if any(host in settings.public_url for host in ("//localhost", "//127.", "//0.0.0.0")):
-        lines.append(f"{warn} PUBLIC_URL is a local address: kie.ai cannot call it back there")
+    if not is_public(settings.public_url):
+        lines.append(_polling_line(settings))
     if settings.slack_bot_token:
         lines.append(
             f"{ok} SLACK_BOT_TOKEN is set: messages go to Slack at {settings.slack_api_url}"
         )
     else:
         lines.append(f"{info} SLACK_BOT_TOKEN is not set: console mode, messages are printed")
-    if settings.slack_signing_secret:
-        lines.append(f"{ok} SLACK_SIGNING_SECRET is set: /slack/events verifies Slack's requests")
-    else:
-        lines.append(f"{warn} SLACK_SIGNING_SECRET is not set: /slack/events answers 503, no /kie")
+    lines.extend(_slack_mode_lines(settings))
     if given("SLACK_CLIENT_ID") and given("SLACK_CLIENT_SECRET"):
         lines.append(
             f"{warn} SLACK_CLIENT_ID/SECRET are set: unset them, this is a single-workspace app"
@@ -252,6 +251,64 @@ def _explain(settings: Settings, env: Mapping[str, str]) -> list[str]:
     lines.append(f"{ok} LOG_LEVEL={settings.log_level}, LOG_FORMAT={settings.log_format}")
     lines.extend(_video_lines(settings))
     lines.extend(_submit_lines(settings))
+    return lines
+
+
+def is_public(url: str) -> bool:
+    """Whether kie.ai (or Slack) could reach `url`: not localhost, loopback or a private
+    network, and not a bare name that only a local network resolves."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal", ".lan")):
+        return False
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return "." in host
+
+
+def _polling_line(settings: Settings) -> str:
+    """What a PUBLIC_URL kie.ai cannot reach means for the results."""
+    if not settings.kie_api_key:
+        return (
+            "! PUBLIC_URL is not a public address and KIE_API_KEY is not set: kie.ai cannot "
+            "call back and nothing polls, so results arrive only by `kie-slack send`"
+        )
+    return (
+        "! PUBLIC_URL is not a public address: kie.ai cannot call back, so results arrive by "
+        f"polling every {settings.poll_interval} s (tasks started from Slack, and /kie poll)"
+    )
+
+
+def _slack_mode_lines(settings: Settings) -> list[str]:
+    """How Slack's commands, clicks and events reach the bot: Socket Mode or HTTP."""
+    if settings.slack_app_token:
+        mode = (
+            "✓ SLACK_APP_TOKEN is set: Socket Mode, Slack's commands, clicks and events arrive "
+            "over a WebSocket the bot opens; /slack/events is not needed"
+        )
+    else:
+        mode = (
+            "· SLACK_APP_TOKEN is not set: HTTP mode, Slack sends commands, clicks and events to "
+            f"{settings.public_url}/slack/events"
+        )
+    if settings.slack_signing_secret:
+        secret = "✓ SLACK_SIGNING_SECRET is set: /slack/events verifies Slack's requests"
+    elif settings.slack_app_token:
+        secret = (
+            "· SLACK_SIGNING_SECRET is not set: /slack/events answers 503 (Socket Mode needs none)"
+        )
+    else:
+        secret = "! SLACK_SIGNING_SECRET is not set: /slack/events answers 503, no /kie"
+    lines = [mode, secret]
+    if (
+        settings.slack_signing_secret
+        and not settings.slack_app_token
+        and not is_public(settings.public_url)
+    ):
+        lines.append(
+            "! Slack cannot reach a PUBLIC_URL that is not public: set SLACK_APP_TOKEN for "
+            "Socket Mode (README: Try it in your workspace without a public address)"
+        )
     return lines
 
 

@@ -36,6 +36,10 @@ class Settings:
     postgres_url: str | None = field(default=None, repr=False)
     slack_bot_token: str | None = field(default=None, repr=False)
     slack_signing_secret: str | None = field(default=None, repr=False)
+    #: The app-level token (`xapp-…`): set = Slack's requests arrive over Socket Mode.
+    slack_app_token: str | None = field(default=None, repr=False)
+    #: Seconds between Socket Mode's pings; a dropped socket is noticed within about two.
+    socket_ping_interval: float = 10.0
     slack_api_url: str = "https://slack.com/api/"
     kie_api_key: str | None = field(default=None, repr=False)
     kie_api_url: str = "https://api.kie.ai"
@@ -85,6 +89,7 @@ class Settings:
             postgres_url=_postgres_url(get("DATABASE_URL")),
             slack_bot_token=get("SLACK_BOT_TOKEN"),
             slack_signing_secret=get("SLACK_SIGNING_SECRET"),
+            slack_app_token=_app_token(get("SLACK_APP_TOKEN")),
             slack_api_url=_url(get("SLACK_API_URL"), "SLACK_API_URL", "https://slack.com/api/"),
             kie_api_key=get("KIE_API_KEY"),
             kie_api_url=_url(get("KIE_API_URL"), "KIE_API_URL", "https://api.kie.ai").rstrip("/"),
@@ -142,6 +147,17 @@ def _url(value: str | None, name: str, default: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigError(f"{name}={value!r} is not an http(s) URL with a host")
     return value
+
+
+def _app_token(value: str | None) -> str | None:
+    """SLACK_APP_TOKEN: an app-level token; the message never repeats the value (a secret)."""
+    if value is None or value.startswith("xapp-"):
+        return value
+    hint = "; this one is a bot token, for SLACK_BOT_TOKEN" if value.startswith("xoxb-") else ""
+    raise ConfigError(
+        "SLACK_APP_TOKEN must be an app-level token, xapp-…, from the app's Basic Information → "
+        f"App-Level Tokens (scope connections:write){hint}"
+    )
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")

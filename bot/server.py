@@ -11,6 +11,7 @@ from typing import TextIO
 
 import aiohttp
 from aiohttp import web
+from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
@@ -21,6 +22,7 @@ from bot.slack.bolt import build_bolt, register_generate
 from bot.slack.console import ConsoleGateway
 from bot.slack.delivery import ChannelPacer, Delivery, VideoTransfers
 from bot.slack.gateway import SlackGateway, WebApiGateway
+from bot.slack.socket_mode import socket_mode
 from bot.video.download import AddressPolicy, download_session
 from bot.video.settings import MEGABYTE
 from handlers.actions import Actions
@@ -53,6 +55,8 @@ REQUESTS = web.AppKey("requests", RequestStore)
 LEASES = web.AppKey("leases", Leases)
 VIDEOS = web.AppKey("videos", SavedVideos)
 SUBMISSIONS = web.AppKey("submissions", SubmissionStore)
+#: The Bolt app, for /slack/events and Socket Mode alike; absent with neither configured.
+BOLT = web.AppKey("bolt", AsyncApp)
 #: The guarded session result videos are downloaded through (see bot/video/download.py).
 DOWNLOADS = web.AppKey("downloads", aiohttp.ClientSession)
 
@@ -161,7 +165,7 @@ def create_app(
             await actions.resume()
         except StoreUnavailable as exc:
             log.error("cannot take up the 1080p waits left by the last run: %s", exc)
-        if settings.slack_signing_secret is not None:
+        if settings.slack_signing_secret is not None or settings.slack_app_token is not None:
             generate = Generate(
                 settings,
                 app[TASKS],
@@ -180,10 +184,13 @@ def create_app(
                 clock=clock,
                 generate=generate,
             )
-            slack_events.bolt = build_bolt(
-                settings.slack_signing_secret, app[CLIENTS].slack, commands, actions
+            app[BOLT] = build_bolt(
+                settings.slack_signing_secret or "", app[CLIENTS].slack, commands, actions
             )
-            register_generate(slack_events.bolt, generate)
+            register_generate(app[BOLT], generate)
+            # Socket Mode alone needs no signing secret; /slack/events then keeps answering 503.
+            if settings.slack_signing_secret is not None:
+                slack_events.bolt = app[BOLT]
         yield
         slack_events.bolt = None
         await actions.close()
@@ -209,6 +216,20 @@ def create_app(
         await poller.finish()
 
     app.cleanup_ctx.extend([storage, http, delivery, slash_commands, polling])
+
+    async def slack_socket(app: web.Application) -> AsyncIterator[None]:
+        if settings.slack_app_token is None:
+            yield
+            return
+        async with socket_mode(
+            app[BOLT],
+            settings.slack_app_token,
+            settings.slack_api_url,
+            ping_interval=settings.socket_ping_interval,
+        ):
+            yield
+
+    app.cleanup_ctx.append(slack_socket)  # after the Bolt app it serves, closed before it
 
     async def started(app: web.Application) -> None:
         if settings.kie_webhook_hmac_key is None:

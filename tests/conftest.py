@@ -272,18 +272,7 @@ async def slash(
     """
     from urllib.parse import urlencode
 
-    body = urlencode(
-        {
-            "team_id": "T000FAKE",
-            "channel_id": channel,
-            "user_id": user,
-            "command": "/kie",
-            "text": text,
-            "trigger_id": trigger_id or f"{next(_TRIGGERS)}.2.3",
-            "api_app_id": "A0APP",
-            "response_url": slack.response_url(),
-        }
-    )
+    body = urlencode(slash_fields(slack, text, channel=channel, user=user, trigger_id=trigger_id))
     sent = signed_form_headers(body, secret) | (headers or {})
     async with bot.http.post(f"{bot.url}/slack/events", data=body, headers=sent) as response:
         raw = await response.text()
@@ -291,6 +280,28 @@ async def slash(
             return response.status, json.loads(raw)
         except ValueError:
             return response.status, raw
+
+
+def slash_fields(
+    slack: FakeSlack,
+    text: str,
+    *,
+    channel: str = "C0CMD",
+    user: str = "U0USER",
+    trigger_id: str | None = None,
+) -> dict[str, str]:
+    """The fields of a `/kie` invocation, as Slack sends them (a form, or a Socket Mode
+    envelope's payload)."""
+    return {
+        "team_id": "T000FAKE",
+        "channel_id": channel,
+        "user_id": user,
+        "command": "/kie",
+        "text": text,
+        "trigger_id": trigger_id or f"{next(_TRIGGERS)}.2.3",
+        "api_app_id": "A0APP",
+        "response_url": slack.response_url(),
+    }
 
 
 async def post_interaction(bot: Bot, payload: dict[str, Any]) -> tuple[int, Any]:
@@ -318,7 +329,14 @@ def find_button(message: Any, text: str) -> tuple[dict[str, Any], dict[str, Any]
 
 
 async def click(
-    bot: Bot,
+    bot: Bot, slack: FakeSlack, message: Any, text: str, **options: Any
+) -> tuple[int, Any]:
+    """Click the button `text` of a message the bot posted (a `Posted` of the fake Slack): a
+    signed `block_actions` payload (see `button_payload` for the options), POSTed like Slack."""
+    return await post_interaction(bot, button_payload(slack, message, text, **options))
+
+
+def button_payload(
     slack: FakeSlack,
     message: Any,
     text: str,
@@ -326,14 +344,14 @@ async def click(
     user: str = "U0USER",
     response_url: str = "1",
     action_ts: str | None = None,
-) -> tuple[int, Any]:
-    """Click the button `text` of a message the bot posted (a `Posted` of the fake Slack): a
-    signed `block_actions` payload built from the blocks as posted, like Slack sends it.
+) -> dict[str, Any]:
+    """The `block_actions` payload of a click on the button `text` of a posted message, built
+    from the blocks as posted, like Slack sends it.
 
     `action_ts` is Slack's time of the click: give the same one twice for a retried click.
     """
     block, button = find_button(message, text)
-    payload = {
+    return {
         "type": "block_actions",
         "team": {"id": "T000FAKE", "domain": "fake"},
         "user": {"id": user, "username": "someone", "team_id": "T000FAKE"},
@@ -365,7 +383,6 @@ async def click(
             }
         ],
     }
-    return await post_interaction(bot, payload)
 
 
 async def submit_view(

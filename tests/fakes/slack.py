@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from slack_sdk.models.blocks import Block
 from slack_sdk.models.views import View
 
@@ -66,14 +66,24 @@ class Upload:
     thread_ts: str | None = None
 
 
+@dataclass
+class Socket:
+    """One Socket Mode connection the bot opened."""
+
+    request: web.Request
+    ws: web.WebSocketResponse
+
+
 class FakeSlack(LocalServer):
-    """Slack's Web API at `{url}/api/`; response URLs at `{url}/commands/...`."""
+    """Slack's Web API at `{url}/api/`; response URLs at `{url}/commands/...`; Socket Mode's
+    WebSocket at `{url}/socket` (handed out by `apps.connections.open`)."""
 
     def __init__(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/commands/{rest:.*}", self._response_url)
         app.router.add_post("/upload/v1/{file_id}", self._upload_bytes)
+        app.router.add_get("/socket", self._socket)
         super().__init__(app)
         self.calls: list[tuple[str, dict[str, Any], float]] = []
         self.messages: list[Posted] = []
@@ -96,6 +106,12 @@ class FakeSlack(LocalServer):
         self._file_ids = itertools.count(1)
         #: Modals opened with `views.open`, as the bot sent them.
         self.views: list[dict[str, Any]] = []
+        #: Socket Mode: the open connection (None until the bot connects, or after a drop),
+        #: how many were opened, and the bot's acknowledgements of envelopes, in order.
+        self.socket: Socket | None = None
+        self.sockets_opened = 0
+        self.acks: list[dict[str, Any]] = []
+        self._envelope_ids = itertools.count(1)
 
     @property
     def api_url(self) -> str:
@@ -133,7 +149,9 @@ class FakeSlack(LocalServer):
         method = request.match_info["method"]
         params = await self._params(request)
         self.calls.append((method, params, time.monotonic()))
-        if not request.headers.get("Authorization", "").startswith("Bearer xoxb-"):
+        # apps.connections.open takes the app-level token, every other method the bot token.
+        token = "Bearer xapp-" if method == "apps.connections.open" else "Bearer xoxb-"
+        if not request.headers.get("Authorization", "").startswith(token):
             return web.json_response({"ok": False, "error": "not_authed"})
         if self.outage_status is not None:
             return web.json_response({"ok": False}, status=self.outage_status)
@@ -178,7 +196,60 @@ class FakeSlack(LocalServer):
             return self._join(params)
         if method == "views.open":
             return self._open_view(params)
+        if method == "apps.connections.open":
+            return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"})
         return web.json_response({"ok": True})
+
+    async def _socket(self, request: web.Request) -> web.StreamResponse:
+        """Socket Mode: `hello`, then the envelopes a test sends; records the acks."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.sockets_opened += 1
+        self.socket = Socket(request, ws)
+        await ws.send_json(
+            {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0APP"}}
+        )
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                self.acks.append(json.loads(message.data))
+        if self.socket is not None and self.socket.ws is ws:
+            self.socket = None
+        return ws
+
+    async def envelope(self, kind: str, payload: dict[str, Any]) -> str:
+        """Send an envelope (`slash_commands`, `interactive`, `events_api`) over the open
+        socket; returns its id, which the bot's ack must carry."""
+        if self.socket is None:
+            raise AssertionError("the bot has no Socket Mode connection open")
+        envelope_id = f"env-{next(self._envelope_ids)}"
+        await self.socket.ws.send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "payload": payload,
+                "accepts_response_payload": kind != "events_api",
+                "retry_attempt": 0,
+                "retry_reason": "",
+            }
+        )
+        return envelope_id
+
+    def ack(self, envelope_id: str) -> dict[str, Any] | None:
+        """The bot's acknowledgement of an envelope, once it came."""
+        return next((a for a in self.acks if a.get("envelope_id") == envelope_id), None)
+
+    async def drop_socket(self) -> None:
+        """Cut the connection without a close frame, as a network failure does."""
+        if self.socket is not None:
+            assert self.socket.request.transport is not None
+            self.socket.request.transport.abort()
+            self.socket = None
+
+    async def refresh_socket(self) -> None:
+        """Ask the bot to open a new connection, as Slack does every few hours."""
+        if self.socket is not None:
+            socket, self.socket = self.socket, None
+            await socket.ws.send_json({"type": "disconnect", "reason": "refresh_requested"})
 
     def _open_view(self, params: dict[str, Any]) -> web.Response:
         """A modal: Slack checks the trigger id and the view, and answers with its id."""
