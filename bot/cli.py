@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -42,7 +43,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _outbox(settings, args, parser)
     if args.command == "copy-to":
         return _copy_to(settings, args.target)
+    if args.command == "usage":
+        return _usage(settings, args.since, args.csv)
     return serve(settings)
+
+
+def _usage(settings: Settings, since: str | None, as_csv: bool) -> int:
+    from bot.operations import usage_report
+    from bot.usage import period_start
+
+    start = period_start("month", time.time())
+    if since is not None:
+        try:
+            start = datetime.strptime(since, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            print(f"kie-slack usage: --since {since[:20]!r} is not a date like 2026-12-01")
+            return 2
+    return asyncio.run(usage_report(settings, start, as_csv))
 
 
 def _copy_to(settings: Settings, target: str) -> int:
@@ -113,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
         "copy-to", help="copy this SQLite store (DATABASE_URL) into an empty PostgreSQL database"
     )
     copy_to.add_argument("target", metavar="URL", help="postgresql://user:password@host:port/db")
+    usage = commands.add_parser(
+        "usage", help="generations started from Slack and their credits (the usage ledger)"
+    )
+    usage.add_argument(
+        "--since", metavar="DATE", help="from this UTC day (YYYY-MM-DD; default: the 1st)"
+    )
+    usage.add_argument("--csv", action="store_true", help="one CSV line per start")
     return parser
 
 

@@ -59,6 +59,15 @@ class Settings:
     kie_submit_channels: tuple[str, ...] = ()
     #: Market model ids the `/kie new` form offers besides its built-in ones.
     kie_market_models: tuple[str, ...] = ()
+    #: Spend in hand: daily limits (None: no limit), the admins they do not hold, the
+    #: low-credits alert level, where alerts and the digest go, and the digest's time (minutes
+    #: after midnight UTC).
+    kie_daily_limit_per_person: int | None = None
+    kie_daily_limit_per_channel: int | None = None
+    kie_admins: tuple[str, ...] = ()
+    kie_low_credits: float | None = None
+    kie_alert_channel: str | None = None
+    kie_digest_time: int | None = None
 
     @property
     def console_mode(self) -> bool:
@@ -113,6 +122,12 @@ class Settings:
             kie_submit=parse_switch(get("KIE_SUBMIT"), "KIE_SUBMIT", True),
             kie_submit_channels=_channel_list(get("KIE_SUBMIT_CHANNELS"), "KIE_SUBMIT_CHANNELS"),
             kie_market_models=_market_models(get("KIE_MARKET_MODELS")),
+            kie_daily_limit_per_person=_limit(get("KIE_DAILY_LIMIT_PER_PERSON"), "PERSON"),
+            kie_daily_limit_per_channel=_limit(get("KIE_DAILY_LIMIT_PER_CHANNEL"), "CHANNEL"),
+            kie_admins=_user_list(get("KIE_ADMINS"), "KIE_ADMINS"),
+            kie_low_credits=_low_credits(get("KIE_LOW_CREDITS")),
+            kie_alert_channel=_one_channel(get("KIE_ALERT_CHANNEL"), "KIE_ALERT_CHANNEL"),
+            kie_digest_time=_time_of_day(get("KIE_DIGEST_TIME"), "KIE_DIGEST_TIME"),
         )
 
 
@@ -223,6 +238,59 @@ def _channel_list(value: str | None, name: str) -> tuple[str, ...]:
         if channel not in channels:
             channels.append(channel)
     return tuple(channels)
+
+
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
+
+
+def _user_list(value: str | None, name: str) -> tuple[str, ...]:
+    """Slack user IDs separated by commas (or spaces); `@` before one is allowed."""
+    if value is None:
+        return ()
+    users: list[str] = []
+    for part in re.split(r"[,\s]+", value):
+        user = part.lstrip("@")
+        if not user:
+            continue
+        if not _USER_ID.fullmatch(user):
+            raise ConfigError(
+                f"{name}: {part[:40]!r} is not a Slack user ID like U0123456 "
+                "(in Slack: the person's profile, ⋮ → Copy member ID)"
+            )
+        if user not in users:
+            users.append(user)
+    return tuple(users)
+
+
+def _one_channel(value: str | None, name: str) -> str | None:
+    """One Slack channel ID, or None when unset."""
+    channels = _channel_list(value, name)
+    if len(channels) > 1:
+        raise ConfigError(f"{name} takes one channel ID, not {len(channels)}")
+    return channels[0] if channels else None
+
+
+def _limit(value: str | None, scope: str) -> int | None:
+    """KIE_DAILY_LIMIT_PER_<scope>: generations per UTC day, None when unset."""
+    name = f"KIE_DAILY_LIMIT_PER_{scope}"
+    return None if value is None else _integer(value, name, 0, low=0, high=1_000_000)
+
+
+def _low_credits(value: str | None) -> float | None:
+    """KIE_LOW_CREDITS: the alert level, a positive number of credits."""
+    if value is None:
+        return None
+    return _positive_number(value, "KIE_LOW_CREDITS", 0.0)
+
+
+def _time_of_day(value: str | None, name: str) -> int | None:
+    """`HH:MM` (UTC) as minutes after midnight."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", value)
+    if match is None:
+        raise ConfigError(f"{name}={value[:20]!r} is not a time of day like 08:30 (HH:MM, UTC)")
+    return int(match[1]) * 60 + int(match[2])
 
 
 def _market_models(value: str | None) -> tuple[str, ...]:

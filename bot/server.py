@@ -23,6 +23,7 @@ from bot.slack.console import ConsoleGateway
 from bot.slack.delivery import ChannelPacer, Delivery, VideoTransfers
 from bot.slack.gateway import SlackGateway, WebApiGateway
 from bot.slack.socket_mode import socket_mode
+from bot.spend import SpendSettings, SpendWatch, start_spend_watch
 from bot.video.download import AddressPolicy, download_session
 from bot.video.settings import MEGABYTE
 from handlers.actions import Actions
@@ -34,6 +35,7 @@ from handlers.responses import json_error
 from handlers.slack_events import SlackEvents
 from storage.database import StoreUnavailable, open_database, serving_lock
 from storage.leases import Leases
+from storage.ledger import AlertStore, UsageStore
 from storage.outbox import Outbox
 from storage.polls import PollSchedule
 from storage.requests import RequestStore
@@ -57,6 +59,8 @@ VIDEOS = web.AppKey("videos", SavedVideos)
 SUBMISSIONS = web.AppKey("submissions", SubmissionStore)
 #: The Bolt app, for /slack/events and Socket Mode alike; absent with neither configured.
 BOLT = web.AppKey("bolt", AsyncApp)
+USAGE = web.AppKey("usage", UsageStore)
+ALERTS = web.AppKey("alerts", AlertStore)
 #: The guarded session result videos are downloaded through (see bot/video/download.py).
 DOWNLOADS = web.AppKey("downloads", aiohttp.ClientSession)
 
@@ -102,6 +106,8 @@ def create_app(
             app[SCHEDULE] = PollSchedule(database, app[TASKS], clock=clock)
             app[REQUESTS] = RequestStore(database, app[TASKS], clock=clock)
             app[SUBMISSIONS] = SubmissionStore(database, app[TASKS], clock=clock)
+            app[USAGE] = UsageStore(database, clock=clock)
+            app[ALERTS] = AlertStore(database, clock=clock)
             # Replicas on one PostgreSQL database take turns per channel; SQLite has one process.
             if database.dialect == "postgresql":
                 app[LEASES] = Leases(database, clock=clock)
@@ -183,6 +189,7 @@ def create_app(
                 app[CLIENTS].kie,
                 clock=clock,
                 generate=generate,
+                usage=app[USAGE],
             )
             app[BOLT] = build_bolt(
                 settings.slack_signing_secret or "", app[CLIENTS].slack, commands, actions
@@ -215,7 +222,25 @@ def create_app(
         scheduler.shutdown(wait=False)
         await poller.finish()
 
-    app.cleanup_ctx.extend([storage, http, delivery, slash_commands, polling])
+    async def spend(app: web.Application) -> AsyncIterator[None]:
+        if settings.kie_alert_channel is None:
+            yield
+            return
+        watch = SpendWatch(
+            SpendSettings(
+                settings.kie_alert_channel, settings.kie_low_credits, settings.kie_digest_time
+            ),
+            app[USAGE],
+            app[ALERTS],
+            app[CLIENTS].kie,
+            on_queued=app[TASKS].outbox_ready.set,
+            clock=clock,
+        )
+        scheduler = start_spend_watch(watch, tick_seconds=min(5.0, settings.poll_interval / 2))
+        yield
+        scheduler.shutdown(wait=False)
+
+    app.cleanup_ctx.extend([storage, http, delivery, slash_commands, polling, spend])
 
     async def slack_socket(app: web.Application) -> AsyncIterator[None]:
         if settings.slack_app_token is None:
