@@ -275,6 +275,43 @@ def _explain(settings: Settings, env: Mapping[str, str]) -> list[str]:
     lines.append(f"{ok} LOG_LEVEL={settings.log_level}, LOG_FORMAT={settings.log_format}")
     lines.extend(_video_lines(settings))
     lines.extend(_submit_lines(settings))
+    lines.extend(_spend_lines(settings))
+    return lines
+
+
+def _spend_lines(settings: Settings) -> list[str]:
+    """What the limits, the low-credits alert and the digest are set to."""
+    ok, info, warn = "✓", "·", "!"
+    limits = [
+        f"{n} per {scope} per UTC day"
+        for n, scope in (
+            (settings.kie_daily_limit_per_person, "person"),
+            (settings.kie_daily_limit_per_channel, "channel"),
+        )
+        if n is not None
+    ]
+    if limits:
+        admins = ", ".join(settings.kie_admins) or "none (KIE_ADMINS)"
+        lines = [f"{ok} daily limits: {' and '.join(limits)}; admins, not held by them: {admins}"]
+    else:
+        lines = [f"{info} no daily limits (KIE_DAILY_LIMIT_PER_PERSON, …_PER_CHANNEL)"]
+    channel = settings.kie_alert_channel
+    if settings.kie_low_credits is not None:
+        if channel is None:
+            lines.append(f"{warn} KIE_LOW_CREDITS is set but KIE_ALERT_CHANNEL is not: no alert")
+        elif not settings.kie_api_key:
+            lines.append(f"{warn} KIE_LOW_CREDITS needs KIE_API_KEY to ask kie.ai: no alert")
+        else:
+            lines.append(
+                f"{ok} KIE_LOW_CREDITS={settings.kie_low_credits:g}: {channel} is told once "
+                "when the credits fall below it (asked every 10 minutes)"
+            )
+    if settings.kie_digest_time is not None:
+        hours, minutes = divmod(settings.kie_digest_time, 60)
+        if channel is None:
+            lines.append(f"{warn} KIE_DIGEST_TIME is set but KIE_ALERT_CHANNEL is not: no digest")
+        else:
+            lines.append(f"{ok} daily digest at {hours:02d}:{minutes:02d} UTC into {channel}")
     return lines
 
 
