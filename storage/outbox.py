@@ -269,6 +269,19 @@ class Outbox:
         )
         return _row(row) if row else None
 
+    async def add_notices(
+        self, family: str, task_id: str, channel: str, key: str, texts: Sequence[str]
+    ) -> None:
+        """Queue `texts`, in turn, as plain messages in the task's thread in `channel`, once:
+        the n-th under `key` and n (`enqueue_notice`)."""
+        now = self._clock()
+
+        def write(conn: Connection) -> None:
+            for n, text in enumerate(texts, 1):
+                enqueue_notice(conn, family, task_id, channel, f"{key}:{n}", text, now)
+
+        await self._db.write(write)
+
     async def thread(self, row: OutboxRow) -> tuple[str | None, int | None]:
         """The root message ts of the row's task in its channel, and the last event it showed."""
         found = await self._db.fetchone(

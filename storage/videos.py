@@ -1,6 +1,7 @@
-"""Result videos saved into their threads: one record per (task, channel, video URL).
+"""Result files (videos, images, tracks) saved into their threads: one record per (task,
+channel, file URL); the names say "video" for the first kind there was.
 
-The record is written with the outbox row that transfers the video, moves through `SaveState`
+The record is written with the outbox row that transfers the file, moves through `SaveState`
 as the transfer goes, and ends saved (with the Slack file id) or not saved (with the reason the
 card shows). Each end also finishes the outbox row and queues an update of the task's root, in
 one transaction.
@@ -37,7 +38,7 @@ def queue_video(
 
 
 class SavedVideos:
-    """The delivery worker's record of each video it saves."""
+    """The delivery worker's record of each file it saves."""
 
     def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
@@ -55,7 +56,7 @@ class SavedVideos:
         await self._db.write(write)
 
     async def outcomes(self, family: str, task_id: str, channel: str) -> dict[str, SavedVideo]:
-        """Every video of the task known in `channel`, by URL (none when saving was off)."""
+        """Every file of the task known in `channel`, by URL (none when saving was off)."""
         rows = await self._db.fetchall(
             "SELECT * FROM saved_videos WHERE family = ? AND task_id = ? AND channel = ?",
             (family, task_id, channel),
@@ -63,7 +64,7 @@ class SavedVideos:
         return {row["url"]: _saved(row) for row in rows}
 
     async def get(self, row: OutboxRow) -> SavedVideo | None:
-        """The record of the video that outbox `row` saves."""
+        """The record of the file that outbox `row` saves."""
         found = await self._db.fetchone(
             """SELECT * FROM saved_videos
                WHERE family = ? AND task_id = ? AND channel = ? AND url = ?""",
@@ -87,7 +88,7 @@ class SavedVideos:
         await self._db.write(lambda conn: _update(conn, row, SaveState.PENDING, now))
 
     async def saved(self, row: OutboxRow, file_id: str, title: str, size: int | None) -> None:
-        """The video is in the thread: record it, finish the row, and update the card."""
+        """The file is in the thread: record it, finish the row, and update the card."""
         now = self._clock()
 
         def write(conn: Connection) -> None:
@@ -100,7 +101,7 @@ class SavedVideos:
     async def not_saved(
         self, row: OutboxRow, reason: str, explanation: str, *, operator: bool
     ) -> None:
-        """The video stays a link: record why for the card, finish the row, update the card.
+        """The file stays a link: record why for the card, finish the row, update the card.
 
         With `operator` the row is kept as failed (someone must fix the cause, then run
         `kie-slack outbox retry`); otherwise it is done, since no retry can change the answer.
@@ -127,7 +128,7 @@ def _update(
     reason: str | None = None,
     explanation: str | None = None,
 ) -> None:
-    """Write the video's record (made if the row predates it)."""
+    """Write the file's record (made if the row predates it)."""
     conn.execute(
         """INSERT INTO saved_videos (family, task_id, channel, url, status, file_id, title, size,
                                      reason, explanation, updated_at)

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from bot.config import ConfigError
-from bot.slack.upload import video_filename, video_title
+from bot.slack.upload import file_name, file_title, track_title
 from bot.video.download import (
     AddressPolicy,
     AddressRefused,
@@ -227,16 +227,31 @@ def test_max_mb():
 
 
 def test_title_is_the_product_and_the_prompts_start():
-    assert video_title("Veo 3.1", "A cat\nsurfs  a wave") == "Veo 3.1 · A cat surfs a wave"
-    assert video_title("Runway", None) == "Runway"
-    assert video_title("Runway", "  \t ") == "Runway"
-    long = video_title("Veo 3.1", "word " * 100, limit=60)
+    assert file_title("Veo 3.1", "A cat\nsurfs  a wave") == "Veo 3.1 · A cat surfs a wave"
+    assert file_title("Runway", None) == "Runway"
+    assert file_title("Runway", "  \t ") == "Runway"
+    long = file_title("Veo 3.1", "word " * 100, limit=60)
     assert len(long) <= 60 and long.endswith("word…")
-    assert "\x00" not in video_title("Luma Modify", "bad\x00bytes\x1b[31m")
+    assert "\x00" not in file_title("Luma Modify", "bad\x00bytes\x1b[31m")
 
 
-def test_filename_is_safe():
-    assert video_filename("abc123") == "kie-abc123-1.mp4"
-    assert video_filename("a/b:c", 1, "https://x/y/clip.MOV?sig=1") == "kie-a-b-c-2.mov"
-    assert video_filename("t", 0, "https://x/y/file.exe") == "kie-t-1.mp4"
-    assert video_filename("../..", 0, "not a url ::") == "kie-video-1.mp4"
+def test_a_tracks_title_is_its_name_and_length():
+    assert track_title("Iron Man", 198.4) == "Iron Man (3:18)"
+    assert track_title("Long  Night\n", 3725) == "Long Night (1:02:05)"
+    assert track_title("Untimed", None) == "Untimed"
+    assert track_title("  ", 120) == "", "no name: the caller titles it otherwise"
+    long = track_title("la " * 60, 61, limit=40)
+    assert len(long) <= 40 and long.endswith("… (1:01)")
+
+
+def test_filename_is_safe_and_its_extension_fits_the_kind():
+    assert file_name("abc123") == "kie-abc123-1.mp4"
+    assert file_name("a/b:c", 1, "https://x/y/clip.MOV?sig=1") == "kie-a-b-c-2.mov"
+    assert file_name("t", 0, "https://x/y/file.exe") == "kie-t-1.mp4"
+    assert file_name("../..", 0, "not a url ::") == "kie-file-1.mp4"
+    assert file_name("t", 0, "https://x/a.jpeg", "image") == "kie-t-1.jpeg"
+    assert file_name("t", 2, "https://x/a.png", "image") == "kie-t-3.png"
+    assert file_name("t", 0, "https://x/render?id=4", "image") == "kie-t-1.png"
+    assert file_name("t", 0, "https://x/song.mp3", "audio") == "kie-t-1.mp3"
+    assert file_name("t", 0, "https://x/stream/7d1e", "audio") == "kie-t-1.mp3"
+    assert file_name("t", 0, "https://x/a.mp4", "audio") == "kie-t-1.mp3", "not another kind's"

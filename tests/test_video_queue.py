@@ -11,7 +11,8 @@ from dataclasses import replace
 import pytest
 
 from bot.kie.products import PRODUCTS
-from bot.slack.delivery import FileTrouble
+from bot.slack.blocks import SECTION_MAX, escape
+from bot.slack.delivery import FileTrouble, text_pieces
 from bot.video.saved import SaveState
 from storage.outbox import Outbox, OutboxRow
 from storage.tasks import TaskStore
@@ -194,3 +195,12 @@ def test_a_file_that_keeps_failing_is_logged_once_a_minute(caplog: pytest.LogCap
     trouble.ended(row)
     trouble.failed(row, "video 1", "http_503: HTTP 503", 24)
     assert len(lines()) == 4, "a new run of trouble is said at once"
+
+
+def test_a_long_text_is_cut_into_pieces_that_each_fit_a_section():
+    text = "Q&A <notes>\n" + "word & more " * 900
+    pieces = text_pieces(text)
+    assert len(pieces) > 2
+    assert all(len(escape(piece)) <= SECTION_MAX for piece in pieces)
+    assert " ".join(pieces).split() == text.split(), "every word, in order, none cut"
+    assert text_pieces("  short  ") == ["short"] and text_pieces(" ") == []

@@ -1,7 +1,7 @@
 """The delivery worker: the only code that calls Slack. It drains the outbox one channel at a
 time per channel, oldest row first, paced, and waits out Slack's trouble until each row is sent
-or meets an error that no retry can pass. Result videos are saved into their threads on a lane
-of their own per channel, so a long transfer holds back no post."""
+or meets an error that no retry can pass. Result files (videos, images, tracks) are saved into
+their threads on a lane of their own per channel, so a long transfer holds back no post."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from typing import TypeVar
 
 import aiohttp
 
+from bot.kie.media import noun
 from bot.kie.products import PRODUCTS, model_name
-from bot.slack.blocks import Message
+from bot.slack.blocks import SECTION_MAX, TEXT_ON_CARD, Message, escape
 from bot.slack.gateway import SlackError, SlackGateway
 from bot.slack.messages import (
     build_channel_message,
@@ -26,7 +27,7 @@ from bot.slack.messages import (
     build_task_message,
     build_update_message,
 )
-from bot.slack.upload import UploadError, video_filename, video_title
+from bot.slack.upload import UploadError, file_name, file_title, track_title
 from bot.task import Task
 from bot.video.errors import TransferError
 from bot.video.saved import SavedVideo, SaveState
@@ -58,7 +59,7 @@ RENEW_EVERY = 10.0
 OUTAGE_LOG_EVERY = 60.0
 #: While a result file keeps failing for a passing reason, the log says so at most this often.
 FILE_TROUBLE_LOG_EVERY = 60.0
-#: Videos transferred at once, over all channels (each streams through a fixed-size buffer).
+#: Files transferred at once, over all channels (each streams through a fixed-size buffer).
 MAX_TRANSFERS = 2
 
 T = TypeVar("T")
@@ -144,7 +145,7 @@ class FileTrouble:
         self._logged_at: dict[int, float] = {}
 
     def failed(self, row: OutboxRow, what: str, reason: str, retry_hours: float) -> None:
-        """Try `row.attempts + 1` of the file `what` ("video 1") met passing trouble."""
+        """Try `row.attempts + 1` of the file `what` ("image 2") met passing trouble."""
         now = self._clock()
         logged = self._logged_at.get(row.id)
         if logged is not None and now - logged < FILE_TROUBLE_LOG_EVERY:
@@ -168,9 +169,10 @@ class FileTrouble:
 
 @dataclass(frozen=True, slots=True)
 class VideoTransfers:
-    """How result videos are fetched (SLACK_SAVE_VIDEOS=on): `downloads` is a session from
-    `bot.video.download.download_session()`, `max_bytes` the cap (SAVE_VIDEO_MAX_MB), and
-    `spool_dir` where a video without a Content-Length waits on disk (the system's default)."""
+    """How result files of every kind are fetched (SLACK_SAVE_VIDEOS=on): `downloads` is a
+    session from `bot.video.download.download_session()`, `max_bytes` the cap
+    (SAVE_VIDEO_MAX_MB), and `spool_dir` where a file without a Content-Length waits on disk
+    (the system's default)."""
 
     downloads: aiohttp.ClientSession
     max_bytes: int
@@ -180,7 +182,7 @@ class VideoTransfers:
 @dataclass(slots=True)
 class Lane:
     """One kind of Slack work that each channel drains in order, one row at a time: the posts,
-    or the video transfers (which may take minutes and must not hold the posts back).
+    or the file transfers (which may take minutes and must not hold the posts back).
 
     `name` prefixes the lease a replica holds on a channel's lane; `slots`, when given, caps
     how many rows of this lane are in flight across all channels.
@@ -200,8 +202,8 @@ class Delivery:
     """Sends outbox rows to Slack; started and stopped with the app.
 
     `retry_hours` is how long a row keeps being retried through passing trouble (429, 5xx,
-    network) after it was written. `videos` records what became of each result video and feeds
-    the cards; `transfers` (None when saving is off) fetches the videos to save.
+    network) after it was written. `videos` records what became of each result file and feeds
+    the cards; `transfers` (None when saving is off) fetches the files to save.
     """
 
     def __init__(
@@ -239,7 +241,7 @@ class Delivery:
                 outbox.video_channels,
                 outbox.video_head,
                 slots=asyncio.Semaphore(MAX_TRANSFERS),
-                # Finding the videos whose thread is ready reads every waiting video row: not
+                # Finding the files whose thread is ready reads every waiting file row: not
                 # on every wake-up of a busy outbox, at most once per look-again interval.
                 scan_every=RECHECK,
             ),
@@ -469,7 +471,8 @@ class Delivery:
             await self._outbox.fail(row, "task not found")
             return
         if self._videos is not None and self._transfers is not None and task.result_urls:
-            # Queued now, not with the callback: they go into the thread this card starts.
+            # Queued now, not with the callback: they go into the thread this card starts
+            # (a running Suno task's first track too; its later ones come with their news).
             await self._videos.queue(row.family, row.task_id, row.channel, task.result_urls)
         saved = await self._saved_outcomes(row)
 
@@ -477,6 +480,7 @@ class Delivery:
             return build_task_message(task, with_image=image, saved=saved)
 
         ts = await self._post(row, render)
+        await self._queue_whole_text(row, task)
         await self._outbox.done(row, root_ts=ts, shown_event=shown_event)
 
     async def _send_update(self, row: OutboxRow, root_ts: str | None) -> None:
@@ -495,7 +499,18 @@ class Delivery:
         await self._without_image_if_refused(
             row, render, lambda message: self._gateway.update(row.channel, root_ts, message)
         )
+        await self._queue_whole_text(row, task)
         await self._outbox.done(row)
+
+    async def _queue_whole_text(self, row: OutboxRow, task: Task) -> None:
+        """A result that is text too long for its card: the whole text into the card's thread,
+        once, after the card (in as many messages as Slack's limits need)."""
+        text = task.result_text
+        if task.result_urls or not text or len(text) <= TEXT_ON_CARD:
+            return
+        key = f"text:{row.family}:{row.task_id}"
+        await self._outbox.add_notices(row.family, row.task_id, row.channel, key, text_pieces(text))
+        self._wake.set()
 
     async def _reply_renderer(self, row: OutboxRow) -> Callable[[bool], Message] | None:
         event = await self._tasks.event(row.event_id or 0)
@@ -538,16 +553,17 @@ class Delivery:
         )
         return await send(render(False))
 
-    # --- result videos into their threads ------------------------------------------------------
+    # --- result files into their threads -------------------------------------------------------
 
     async def _saved_outcomes(self, row: OutboxRow) -> dict[str, SavedVideo]:
-        """What became of the task's videos in the row's channel, for its card."""
+        """What became of the task's files in the row's channel, for its card."""
         if self._videos is None:
             return {}
         return await self._videos.outcomes(row.family, row.task_id, row.channel)
 
     async def _save_video(self, row: OutboxRow) -> None:
-        """Save the row's video (its URL in `row.text`) into the task's thread, once.
+        """Save the row's file (its URL in `row.text`: a video, an image or a track) into the
+        task's thread, once.
 
         A file is shared into the thread only by files.completeUploadExternal, and its id is
         recorded (`completing`) before that is asked for: a try after a lost answer or a crash
@@ -555,7 +571,7 @@ class Delivery:
         """
         videos = self._videos
         if videos is None:
-            await self._outbox.skip(row, "this worker does not save videos")
+            await self._outbox.skip(row, "this worker does not save files")
             return
         record = await videos.get(row)
         if record is not None and record.saved and record.file_id:
@@ -571,19 +587,20 @@ class Delivery:
             return
         url = row.text or ""
         index = task.result_urls.index(url) if url in task.result_urls else 0
-        title = video_title(model_name(task.model) if task.model else _label(task), task.prompt)
+        what = f"{noun(task.kind)} {index + 1}"
+        title = _title(task, url)
         try:
             if record is not None and record.state is SaveState.COMPLETING and record.file_id:
                 file_id, size = await self._share_again(row, root_ts, record)
             else:
-                filename = video_filename(task.task_id, index, url)
+                filename = file_name(task.task_id, index, url, task.kind)
                 file_id, size = await self._transfer(row, root_ts, url, title, filename)
         except TransferError as exc:
-            await self._not_saved(row, index, exc)
+            await self._not_saved(row, what, exc)
             return
         log.info(
-            "video %d of task %s saved in %s as %s",
-            index + 1,
+            "%s of task %s saved in %s as %s",
+            what,
             row.task_id,
             row.channel,
             file_id,
@@ -596,7 +613,7 @@ class Delivery:
     async def _transfer(
         self, row: OutboxRow, root_ts: str, url: str, title: str, filename: str
     ) -> tuple[str, int]:
-        """Stream the video from its link into the thread; its file id and size."""
+        """Stream the file from its link into the thread; its file id and size."""
         assert self._transfers is not None and self._videos is not None
         videos, transfers = self._videos, self._transfers
         async with open_video(
@@ -642,7 +659,7 @@ class Delivery:
             )
         return record.file_id, record.size
 
-    async def _not_saved(self, row: OutboxRow, index: int, exc: TransferError) -> None:
+    async def _not_saved(self, row: OutboxRow, what: str, exc: TransferError) -> None:
         """A try that failed: retried through passing trouble within the retry window, else
         recorded for the card (and kept as failed when a person can fix the cause)."""
         assert self._videos is not None
@@ -650,7 +667,6 @@ class Delivery:
         reason = f"{exc.reason}: {exc.detail}" if exc.detail else exc.reason
         if exc.retryable:
             if self._clock() - row.window_start <= self._retry_seconds:
-                what = f"video {index + 1}"
                 self._file_trouble.failed(row, what, reason, self._retry_seconds / 3600)
                 await self._retry_later(row, reason, exc.retry_after, what)
                 return
@@ -665,9 +681,9 @@ class Delivery:
             operator = isinstance(exc, UploadError)  # Slack's refusal: a person can fix it
         if operator:
             log.error(
-                "video %d of task %s not saved in %s: %s; kept as failed (row %d): fix the "
+                "%s of task %s not saved in %s: %s; kept as failed (row %d): fix the "
                 "cause, then `kie-slack outbox retry %d`",
-                index + 1,
+                what,
                 row.task_id,
                 row.channel,
                 reason,
@@ -677,8 +693,8 @@ class Delivery:
             )
         else:
             log.warning(
-                "video %d of task %s not saved in %s: %s",
-                index + 1,
+                "%s of task %s not saved in %s: %s",
+                what,
                 row.task_id,
                 row.channel,
                 reason,
@@ -689,10 +705,40 @@ class Delivery:
         self._wake.set()  # the card's update is queued
 
 
-#: The card's reason for a video queued while saving was on, sent after it was turned off.
-SAVING_OFF = "Saving videos into Slack is turned off here (SLACK_SAVE_VIDEOS=off)."
+#: The card's reason for a file queued while saving was on, sent after it was turned off.
+SAVING_OFF = "Saving files into Slack is turned off here (SLACK_SAVE_VIDEOS=off)."
+
+
+def _title(task: Task, url: str) -> str:
+    """The saved file's title: a track's own name and length ("Iron Man (3:18)"), else the
+    product (or Market model) and the prompt's start."""
+    if task.kind == "audio":
+        track = next((t for t in task.tracks if t.url == url), None)
+        if track is not None and (title := track_title(track.title, track.duration)):
+            return title
+    return file_title(model_name(task.model) if task.model else _label(task), task.prompt)
 
 
 def _label(task: Task) -> str:
     found = PRODUCTS.get(task.product)
     return found.label if found else task.product
+
+
+def text_pieces(text: str, limit: int = SECTION_MAX) -> list[str]:
+    """`text` in pieces that each fit one message section once escaped (at most `limit`
+    characters), cut at a line break or a space near the end when there is one."""
+    parts: list[str] = []
+    rest = text.strip()
+    while rest:
+        cut, size = len(rest), 0
+        for n, char in enumerate(rest):
+            size += len(escape(char))
+            if size > limit:
+                cut = n
+                break
+        if cut < len(rest):
+            space = max(rest.rfind("\n", 0, cut), rest.rfind(" ", 0, cut))
+            cut = space if space > cut // 2 else cut
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].strip()
+    return parts

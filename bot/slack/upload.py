@@ -1,7 +1,7 @@
 """Slack's external upload, streamed: files.getUploadURLExternal, the bytes, files.completeUploadExternal.
 
 Unlike the SDK's `files_upload_v2`, which reads the whole file into memory, the bytes go from an
-async iterable straight to the upload URL, so a video never sits in memory whole.
+async iterable straight to the upload URL, so a result file never sits in memory whole.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from yarl import URL
 
+from bot.kie.media import Media, media_of_url
 from bot.video.errors import TransferError
 
 #: Slack's `ok: false` errors that pass by themselves.
@@ -252,10 +253,10 @@ def _classify(exc: SlackApiError) -> UploadError:
     return UploadError(error, f"HTTP {status}", needed=needed if isinstance(needed, str) else None)
 
 
-def video_title(product: str, prompt: str | None, limit: int = 80) -> str:
+def file_title(product: str, prompt: str | None, limit: int = 80) -> str:
     """`Veo 3.1 · A cat surfs a wave at…`: the product label and the prompt's start, one line."""
-    label = " ".join(product.split()) or "Video"
-    text = " ".join(_printable(prompt or "").split())
+    label = " ".join(product.split()) or "kie.ai"
+    text = _one_line(prompt or "")
     if not text:
         return label[:limit]
     room = limit - len(label) - 3
@@ -268,18 +269,43 @@ def video_title(product: str, prompt: str | None, limit: int = 80) -> str:
     return f"{label} · {text}"
 
 
-def video_filename(task_id: str, index: int = 0, url: str | None = None) -> str:
-    """`kie-<task id>-<n>.<ext>`: a safe file name, the extension taken from `url` when it is a video's."""
-    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", task_id).strip("-")[:64] or "video"
-    extension = "mp4"
+def track_title(title: str, duration: float | None, limit: int = 80) -> str:
+    """`Iron Man (3:18)`: a song's title and, when known, its length; "" for no title."""
+    name = _one_line(title)
+    length = f" ({track_length(duration)})" if duration else ""
+    if len(name) + len(length) > limit:
+        name = name[: max(limit - len(length) - 1, 1)].rstrip() + "…"
+    return f"{name}{length}" if name else ""
+
+
+def track_length(seconds: float) -> str:
+    """A track's length as players show it: 3:07, 1:02:05."""
+    hours, rest = divmod(round(max(seconds, 0)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+#: The extension of a saved file whose URL names none of its kind.
+_USUAL_EXTENSIONS: dict[Media, str] = {"video": "mp4", "image": "png", "audio": "mp3"}
+
+
+def file_name(task_id: str, index: int = 0, url: str | None = None, kind: Media = "video") -> str:
+    """`kie-<task id>-<n>.<ext>`: a safe file name whose extension is the URL's when that names a
+    file of `kind` (`.jpg` for a JPEG image), else the kind's usual one (mp4, png, mp3)."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "-", task_id).strip("-")[:64] or "file"
+    extension = _USUAL_EXTENSIONS[kind]
     try:
         name = URL(url or "").path.rsplit("/", 1)[-1]
     except ValueError:
         name = ""
     suffix = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if suffix in ("mp4", "mov", "webm", "m4v"):
+    if suffix.isalnum() and media_of_url(f"/file.{suffix}") == kind:
         extension = suffix
     return f"kie-{safe}-{index + 1}.{extension}"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(_printable(text).split())
 
 
 def _printable(text: str) -> str:

@@ -1,1 +1,2 @@
-"""Result videos into Slack: a guarded streaming download, then Slack's external upload."""
+"""Result files (videos, images, tracks) into Slack: a guarded streaming download, then
+Slack's external upload."""

@@ -61,18 +61,19 @@ class DownloadError(TransferError):
         return cls(
             "too_large",
             detail,
-            explanation=f"The video is larger than the {limit} this bot saves into Slack (SAVE_VIDEO_MAX_MB).",
+            explanation=f"The file is larger than the {limit} this bot saves into Slack (SAVE_VIDEO_MAX_MB).",
         )
 
 
+#: What the card says for each reason; the same for a video, an image or a track.
 _EXPLANATIONS = {
-    "too_large": "The video is larger than this bot may save into Slack (SAVE_VIDEO_MAX_MB).",
-    "gone": "The video link has expired or the file is gone from kie.ai.",
+    "too_large": "The file is larger than this bot may save into Slack (SAVE_VIDEO_MAX_MB).",
+    "gone": "The link has expired or the file is gone from kie.ai.",
     "empty": "kie.ai served an empty file.",
-    "refused_address": "The video link points at a private or local address, which downloads may not reach.",
-    "bad_scheme": "The video link is not an https link.",
-    "bad_url": "The video link is not a usable URL.",
-    "too_many_redirects": f"The video link redirects more than {MAX_REDIRECTS} times.",
+    "refused_address": "The link points at a private or local address, which downloads may not reach.",
+    "bad_scheme": "The link is not an https link.",
+    "bad_url": "The link is not a usable URL.",
+    "too_many_redirects": f"The link redirects more than {MAX_REDIRECTS} times.",
     "network": "kie.ai's file server could not be reached; the bot tries again.",
 }
 
@@ -81,7 +82,7 @@ def _explain(reason: str, detail: str) -> str:
     if reason in _EXPLANATIONS:
         return _EXPLANATIONS[reason]
     if reason.startswith("http_"):
-        return f"kie.ai's file server answered HTTP {reason[5:]} for the video."
+        return f"kie.ai's file server answered HTTP {reason[5:]} for the file."
     return detail or reason
 
 
@@ -298,7 +299,7 @@ async def open_download(
     """Open `url` for streaming, following up to `MAX_REDIRECTS` redirects, each one checked.
 
     `session` must come from `download_session()`; its policy decides what may be reached.
-    Raises `DownloadError` (a `TransferError`) before yielding when the video cannot be had,
+    Raises `DownloadError` (a `TransferError`) before yielding when the file cannot be had,
     and while streaming when it turns out larger than `max_bytes` or the stream breaks.
     """
     connector = session.connector

@@ -1,10 +1,10 @@
-"""The one error type of a video that was not saved into Slack."""
+"""The one error type of a result file (a video, an image, a track) not saved into Slack."""
 
 from __future__ import annotations
 
 
 class TransferError(Exception):
-    """A video that was not downloaded or not uploaded.
+    """A result file that was not downloaded or not uploaded.
 
     `reason` is a short code to branch on (`too_large`, `gone`, `missing_scope`, …), `detail` a
     sentence for logs, `explanation` a sentence for the card. `retryable` errors may pass on a

@@ -1,4 +1,5 @@
-"""What became of a result video in one channel: the card shows it."""
+"""What became of a result file (a video, an image, a track) in one channel: the card shows
+it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from enum import StrEnum
 
 
 class SaveState(StrEnum):
-    """Where saving one video into one thread stands.
+    """Where saving one result file into one thread stands.
 
     `pending`: not shared yet (queued, or a try that stopped before sharing was asked for: a new
     try uploads afresh, and Slack discards the unshared file). `completing`: the bytes of
@@ -23,7 +24,7 @@ class SaveState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SavedVideo:
-    """One result video in one channel's thread: saved as `file_id`, not saved (`reason` and
+    """One result file in one channel's thread: saved as `file_id`, not saved (`reason` and
     `explanation`, a sentence for the card), or still on its way."""
 
     url: str

@@ -1,4 +1,5 @@
-"""A result video from its link into a Slack thread, streamed end to end."""
+"""A result file (a video, an image, a track) from its link into a Slack thread, streamed end
+to end."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ async def open_video(
     max_bytes: int,
     spool_dir: Path | None = None,
 ) -> AsyncIterator[tuple[AsyncIterator[bytes], int]]:
-    """The video at `url` as a body to stream and its length, for Slack's upload (which needs
+    """The file at `url` as a body to stream and its length, for Slack's upload (which needs
     the size up front): opened with `open_download` (through `download_session()`), spooled
     to disk only when the server did not say the size. Raises `DownloadError`."""
     async with (

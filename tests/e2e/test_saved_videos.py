@@ -286,7 +286,7 @@ async def test_too_large(saving, fake_slack, fake_kie):
 async def test_a_link_that_is_gone(saving, fake_slack, fake_kie, status):
     bot = await saving()
     card = await not_saved(bot, fake_slack, fake_kie.serve_file("old.mp4", FakeFile(status=status)))
-    assert "The video link has expired or the file is gone" in card
+    assert "The link has expired or the file is gone" in card
 
 
 async def test_an_expired_signed_link(saving, fake_slack, fake_kie):

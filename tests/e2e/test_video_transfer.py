@@ -19,7 +19,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.upload import UploadError, upload_file, video_title
+from bot.slack.upload import UploadError, file_title, upload_file
 from bot.video.download import (
     MAX_REDIRECTS,
     AddressPolicy,
@@ -172,7 +172,7 @@ async def save(
             body,
             length=length,
             filename="kie-task-1.mp4",
-            title=video_title("Veo 3.1", "A cat surfs a wave at sunset"),
+            title=file_title("Veo 3.1", "A cat surfs a wave at sunset"),
             channel=CHANNEL,
             thread_ts=THREAD,
         )
