@@ -104,3 +104,10 @@ def noun(kind: Media, count: int = 1) -> str:
     if count == 1:
         return one
     return f"{count} {many}"
+
+
+def track_length(seconds: float) -> str:
+    """A track's length as players show it: 3:07, 1:02:05."""
+    hours, rest = divmod(round(max(seconds, 0)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

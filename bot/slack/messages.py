@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.kie.failures import Explanation, explain_failure
-from bot.kie.media import NOUNS, Media
+from bot.kie.media import NOUNS, Media, track_length
 from bot.kie.products import PRODUCTS, RESULT_RETENTION_DAYS, model_name
 from bot.kie.submit import GenerationRequest
 from bot.slack.blocks import (
@@ -313,7 +313,7 @@ def _track_list(item: Task | TaskUpdate) -> str:
         title = truncate(one_line(track.title), MODEL_MAX) if track and track.title else ""
         line = f"🎵 *{escape(title)}*" if title else f"🎵 Track {n}"
         if track and track.duration:
-            line += f" · {_length(track.duration)}"
+            line += f" · {track_length(track.duration)}"
         lines.append(line)
     return "\n".join(lines)
 
@@ -321,13 +321,6 @@ def _track_list(item: Task | TaskUpdate) -> str:
 def _counted(kind: Media, count: int) -> str:
     """`count` results of `kind` in words: "1 video", "4 images", "2 tracks"."""
     return f"{count} {NOUNS[kind][0 if count == 1 else 1]}"
-
-
-def _length(seconds: float) -> str:
-    """A track's length as players show it: 3:07, 1:02:05."""
-    hours, rest = divmod(round(max(seconds, 0)), 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _cover(item: Task | TaskUpdate) -> str:

@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from yarl import URL
 
-from bot.kie.media import Media, media_of_url
+from bot.kie.media import Media, media_of_url, track_length
 from bot.video.errors import TransferError
 
 #: Slack's `ok: false` errors that pass by themselves.
@@ -276,13 +276,6 @@ def track_title(title: str, duration: float | None, limit: int = 80) -> str:
     if len(name) + len(length) > limit:
         name = name[: max(limit - len(length) - 1, 1)].rstrip() + "…"
     return f"{name}{length}" if name else ""
-
-
-def track_length(seconds: float) -> str:
-    """A track's length as players show it: 3:07, 1:02:05."""
-    hours, rest = divmod(round(max(seconds, 0)), 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 #: The extension of a saved file whose URL names none of its kind.

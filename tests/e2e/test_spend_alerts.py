@@ -44,16 +44,14 @@ async def test_the_low_credits_alert_fires_once_and_rearms(start_bot, fake_slack
     credits(fake_kie, 500)  # topped up: the alert re-arms
     clock.now += 600
     await eventually(
-        lambda: sum(1 for path, _ in fake_kie.requests if path == "/api/v1/chat/credit")
-        > asked + 1
+        lambda: sum(1 for path, _ in fake_kie.requests if path == "/api/v1/chat/credit") > asked + 1
     )
     credits(fake_kie, 10)  # low again: said again, once
     clock.now += 600
     await eventually(lambda: len(alert_posts(fake_slack)) == 2)
     clock.now += 600
     await eventually(
-        lambda: sum(1 for path, _ in fake_kie.requests if path == "/api/v1/chat/credit")
-        > asked + 3
+        lambda: sum(1 for path, _ in fake_kie.requests if path == "/api/v1/chat/credit") > asked + 3
     )
     assert len(alert_posts(fake_slack)) == 2
     assert "10 left" in alert_posts(fake_slack)[1]
