@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+from bot.config import Settings
 from bot.kie.products import PRODUCTS, model_name
-from storage.ledger import LimitReached, Limits, UsageRow
+from bot.kie.submit import GenerationRequest
+from storage.ledger import LimitReached, Limits, Start, UsageRow
 
 Period = Literal["today", "week", "month"]
 PERIODS: tuple[Period, ...] = ("today", "week", "month")
@@ -178,6 +181,24 @@ def _span(seconds: float) -> str:
     if not hours:
         return f"{minutes} min"
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+
+
+def limits_of(settings: Settings) -> Limits:
+    """The daily limits the settings set, and the admins they do not hold."""
+    return Limits(
+        per_person=settings.kie_daily_limit_per_person,
+        per_channel=settings.kie_daily_limit_per_channel,
+        admins=frozenset(settings.kie_admins),
+    )
+
+
+def ledger_start(request: GenerationRequest, user: str, channel: str) -> Start:
+    """A generation request as the usage ledger records it: the Market model, the options."""
+    options = json.loads(request.to_json())
+    options.pop("prompt", None)
+    options.pop("product", None)
+    model = request.model if request.product == "market" else None
+    return Start(user, channel, request.product, model, options)
 
 
 def limit_refusal(reached: LimitReached, limits: Limits, now: float) -> str:

@@ -34,8 +34,10 @@ from bot.slack.buttons import (
     upscale_note,
 )
 from bot.task import State, Task, TaskUpdate
+from bot.usage import limit_refusal, limits_of
 from handlers.commands import Ack, Respond, Unusable, ago, kie_problem
 from storage.database import StoreUnavailable
+from storage.ledger import LimitReached, Start
 from storage.requests import RequestStore
 from storage.routes import RouteStore
 from storage.tasks import TaskStore
@@ -298,15 +300,21 @@ class Actions:
         _veo_result(click, task, "Upscale to 4K")
         _in_channel(click, "Upscale to 4K")
         family = click.product.family
-        making = await self.requests.claim(
-            family,
-            task.task_id,
-            "4k",
-            click.user,
-            click.channel,
-            stale_after=FOUR_K_FOR,
-            ended_by="veo-4k",
-        )
+        counted = f"4k:{family}:{task.task_id}:{click.user}:{self.clock():.3f}"
+        limits = limits_of(self.settings)
+        try:
+            making = await self.requests.claim(
+                family,
+                task.task_id,
+                "4k",
+                click.user,
+                click.channel,
+                stale_after=FOUR_K_FOR,
+                ended_by="veo-4k",
+                start=(counted, Start(click.user, click.channel, "veo-4k"), limits),
+            )
+        except LimitReached as reached:
+            raise Unusable(limit_refusal(reached, limits, self.clock())) from None
         if making is not None:
             raise Unusable(
                 f"The 4K version of {click.shown} is already being made: "
@@ -319,8 +327,12 @@ class Actions:
             result = await kie.request_4k(task.task_id, callback)
         except BaseException:
             with contextlib.suppress(StoreUnavailable):
-                await self.requests.release(family, task.task_id, "4k")
+                await self.requests.release(family, task.task_id, "4k", uncount=counted)
             raise
+        if result.status != "requested":  # kie.ai made nothing new: it does not count
+            await self.requests.uncount(counted)
+        else:
+            await self.requests.started(counted, family, task.task_id, "veo-4k")
         if result.status == "ready" and result.update is not None:
             applied = await self.tasks.apply(result.update)
             url = escape(result.update.result_urls[0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,7 +47,9 @@ from bot.slack.forms import (
     read_form,
 )
 from bot.task import State, Task, TaskUpdate
+from bot.usage import ledger_start, limit_refusal, limits_of
 from storage.database import StoreUnavailable
+from storage.ledger import LimitReached, Limits
 from storage.polls import PollSchedule
 from storage.routes import RouteStore
 from storage.submissions import Claim, Submission, SubmissionStore
@@ -94,6 +97,11 @@ class Generate:
 
     def __post_init__(self) -> None:
         self.catalog = Catalog.build(self.settings.kie_market_models)
+
+    @property
+    def limits(self) -> Limits:
+        """The daily limits (KIE_DAILY_LIMIT_PER_PERSON, …_PER_CHANNEL) and their admins."""
+        return limits_of(self.settings)
 
     def refusal(self, channel: str) -> str | None:
         """Why videos cannot be started from `channel` here, or None when they can."""
@@ -325,8 +333,16 @@ class Generate:
         origin_link: str | None = None,
         thread: tuple[str, str] | None = None,
     ) -> None:
-        """Claim, ask kie.ai, record the task and start polling; tell `say` how it went."""
-        held = await self.submissions.claim(claim, channel, user)
+        """Claim (and count against the daily limits), ask kie.ai, record the task and start
+        polling; tell `say` how it went."""
+        try:
+            held = await self.submissions.claim(
+                claim, channel, user, start=ledger_start(request, user, channel), limits=self.limits
+            )
+        except LimitReached as reached:
+            log.info("%s not started for %s in %s: %s", request.product, user, channel, reached)
+            await say(limit_refusal(reached, self.limits, time.time()))
+            return
         if held is not None:
             log.info("submission %s delivered again: %s", claim.keys[0][:60], held.state)
             await say(_held_text(held))
