@@ -217,3 +217,33 @@ async def test_two_replicas_on_postgresql_never_pass_the_limit(postgres_url, tmp
     finally:
         await first.close()
         await second.close()
+
+
+async def test_the_ledger_learns_the_outcome_and_the_credits_kie_reports(db):
+    clock = Clock()
+    tasks = TaskStore(db, clock=clock)
+    store = SubmissionStore(db, tasks, clock=clock)
+    for n, task_id in enumerate(("market_ok", "market_bad")):
+        claim = Claim((f"slash:{n}",))
+        start = Start("U1", "C1", "market", "google/nano-banana")
+        await store.claim(claim, "C1", "U1", start=start, limits=Limits())
+        await store.started(claim, running(task_id, "market"), "C1", Started("U1", "{}"))
+    await tasks.apply(
+        TaskUpdate("market", "market_ok", State.SUCCEEDED, ("https://e.co/a.png",), credits=4.5)
+    )
+    await tasks.apply(
+        TaskUpdate(
+            "market", "market_bad", State.FAILED, code=400, message="flagged as NSFW", credits=0
+        )
+    )
+    # A retried callback changes nothing.
+    await tasks.apply(
+        TaskUpdate("market", "market_ok", State.SUCCEEDED, ("https://e.co/b.png",), credits=9.0)
+    )
+    rows = await db.fetchall(
+        "SELECT task_id, state, outcome, heading, credits FROM ledger ORDER BY task_id"
+    )
+    assert [tuple(row) for row in rows] == [
+        ("market_bad", "started", "failed", "Content moderation", 0.0),
+        ("market_ok", "started", "succeeded", None, 4.5),
+    ]

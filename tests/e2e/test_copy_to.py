@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sqlite3
 
 import psycopg
 
@@ -40,6 +41,14 @@ async def test_copy_to_postgres_keeps_routes_threads_and_pending_work(
     finally:
         assert old.terminate() == 0
 
+    with sqlite3.connect(tmp_path / "small.db") as small:  # a start from Slack in the ledger
+        small.execute(
+            """INSERT INTO ledger (key, user_id, channel, product, day, started_at, state,
+                                   task_id, outcome, credits)
+               VALUES ('slash:1', 'U0ANA', ?, 'market', '2026-12-04', 1.0, 'started', 't1',
+                       'succeeded', 4.5)""",
+            (CHANNEL,),
+        )
     refused = await kie_slack("copy-to", "mysql://nowhere", env=env)
     assert refused.returncode == 2 and "postgresql://" in refused.stdout
     copied = await kie_slack("copy-to", postgres_url, env=env)
@@ -53,6 +62,7 @@ async def test_copy_to_postgres_keeps_routes_threads_and_pending_work(
         assert db.execute("SELECT channel FROM routes WHERE token = %s", (token,)).fetchone() == (
             CHANNEL,
         )
+        assert db.execute("SELECT user_id, credits FROM ledger").fetchall() == [("U0ANA", 4.5)]
         [(status, error)] = db.execute("SELECT status, last_error FROM outbox").fetchall()
         assert (status, error) == ("failed", "not_in_channel")
 

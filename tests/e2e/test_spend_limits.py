@@ -148,3 +148,25 @@ def _veo_success(task_id: str) -> dict[str, Any]:
     body = load("veo-success.json")
     body["data"]["taskId"] = task_id
     return body
+
+
+async def test_two_replicas_on_postgresql_at_the_edge_pass_once(
+    start_bot, fake_slack, fake_kie, postgres_url
+):
+    settings = {"postgres_url": postgres_url, "kie_daily_limit_per_person": 2}
+    replicas = [await start(start_bot, fake_slack, fake_kie, **settings) for _ in range(2)]
+    assert "Started" in await say(replicas[0], fake_slack, "veo first", "U0ANA")
+    acks = await asyncio.gather(
+        *(
+            slash(replicas[n % 2], fake_slack, f"veo race {n}", channel=CHANNEL, user="U0ANA")
+            for n in range(6)
+        )
+    )
+
+    def refusals() -> int:
+        said = [str(ack.get("text", "")) for _, ack in acks if isinstance(ack, dict)]
+        return sum("daily limit of 2" in text for text in said + answers(fake_slack))
+
+    await eventually(lambda: refusals() == 5 and len(fake_kie.posted(VEO)) == 2)
+    await asyncio.sleep(0.3)
+    assert len(fake_kie.posted(VEO)) == 2, "two replicas never pass the limit together"
