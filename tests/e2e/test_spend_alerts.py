@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 from storage.database import open_database
 from storage.ledger import Limits, Start, claim_start, mark_started, record_outcome
-from tests.conftest import Clock, eventually
+from tests.conftest import Clock, eventually, load
 
 ALERT = "C0ALERTS"
 #: 2026-12-03 07:00 UTC: the digest (08:30) is not due yet.
@@ -107,6 +107,8 @@ async def test_the_digest_is_posted_once_per_day_at_its_time(
     clock.now = MORNING + 3600  # 08:00: not yet (the watch looks twice a second here)
     await asyncio.sleep(1.2)
     assert fake_slack.in_channel(ALERT) == []
+    # A Market result of this morning, not saved into Slack: its links may go within a day.
+    assert (await bot.callback("market", load("callback-success.json")))[0] == 200
     clock.now = MORNING + 5400  # 08:30: the digest of 2 December
     [digest] = await eventually(lambda: fake_slack.in_channel(ALERT))
     content = digest.content
@@ -115,6 +117,7 @@ async def test_the_digest_is_posted_once_per_day_at_its_time(
     assert "<@U0ANA>" in content and "<@U0BEN>" in content
     assert "Nano Banana" in content and "Content moderation: 1" in content
     assert "321" in content  # the remaining credits
+    assert "expire within two days" in content and "e8b7c6d5a4f3e2d1c0b9a8f7e6d5c4b3" in content
 
     # A restart later that day posts nothing more; the next day brings the next digest.
     await bot.server.stop()
