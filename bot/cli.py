@@ -31,9 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(os.environ)
     except ConfigError as exc:
-        if args.command == "check":
-            print(f"✗ {exc}")
-        print(f"kie-slack: configuration error: {exc}", file=sys.stderr)
+        if args.command == "check":  # said once, where the other check lines go
+            print(f"✗ {exc}\nconfiguration is NOT usable")
+        else:
+            print(f"kie-slack: configuration error: {exc}", file=sys.stderr)
         return 2
     if args.command == "send":
         return send(settings, args.product, Path(args.file), args.url)

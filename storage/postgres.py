@@ -195,6 +195,12 @@ class PostgresDatabase(Database):
         db = cls(url)
         try:
             version = await db.run(lambda conn: prepare(cast(PgConnection, conn), MIGRATIONS))
+        except StoreUnavailable as exc:
+            await db.close()
+            said = " ".join(str(exc).split())
+            raise StoreUnavailable(
+                f"DATABASE_URL={safe_url(url)}: the PostgreSQL database cannot be opened ({said})"
+            ) from exc.__cause__
         except BaseException:
             await db.close()
             raise

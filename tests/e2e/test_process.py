@@ -96,11 +96,25 @@ def test_malformed_variable_stops_start_with_one_line(tmp_path):
         ("KIE_SIGNATURE_TOLERANCE", "soon"),
         ("LOG_FORMAT", "xml"),
         ("SLACK_RETRY_HOURS", "0"),
+        ("KIE_DAILY_LIMIT_PER_PERSON", "lots"),
+        ("KIE_ADMINS", "bob"),
+        ("KIE_DIGEST_TIME", "8pm"),
+        ("KIE_LOW_CREDITS", "-3"),
+        ("KIE_ALERT_CHANNEL", "#general"),
     ):
         result = cli("serve", env={name: value}, cwd=tmp_path)
         assert result.returncode == 2, name
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and name in lines[0], (name, result.stderr)
+
+
+def test_an_unreachable_postgresql_stops_start_naming_database_url(tmp_path):
+    url = "postgresql://nobody@127.0.0.1:1/kie"
+    result = cli("serve", env={"DATABASE_URL": url}, cwd=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"DATABASE_URL={url}" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_check_explains_the_configuration(tmp_path):
@@ -123,6 +137,7 @@ def test_check_explains_the_configuration(tmp_path):
     assert secret not in configured.stdout and "hmac-secret" not in configured.stdout
     bad = cli("check", env={"PORT": "x"}, cwd=tmp_path)
     assert bad.returncode != 0 and "PORT" in bad.stdout
+    assert bad.stdout.count("PORT") == 1 and "PORT" not in bad.stderr, "said once"
     unusable = cli("check", env={"DATABASE_URL": "sqlite:////nonexistent/dir/x.db"}, cwd=tmp_path)
     assert unusable.returncode == 1 and "NOT usable" in unusable.stdout
 
