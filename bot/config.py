@@ -223,21 +223,13 @@ MAX_MARKET_MODELS = 90
 
 def _channel_list(value: str | None, name: str) -> tuple[str, ...]:
     """Channel IDs separated by commas (or spaces); `#` before one is allowed."""
-    if value is None:
-        return ()
-    channels: list[str] = []
-    for part in re.split(r"[,\s]+", value):
-        if not part:
-            continue
-        channel = part.lstrip("#")
-        if not _CHANNEL_ID.fullmatch(channel):
-            raise ConfigError(
-                f"{name}: {part[:40]!r} is not a Slack channel ID like C0123456 "
-                "(in Slack: the channel's details, at the bottom)"
-            )
-        if channel not in channels:
-            channels.append(channel)
-    return tuple(channels)
+    return _id_list(
+        value,
+        name,
+        "#",
+        _CHANNEL_ID,
+        "is not a Slack channel ID like C0123456 (in Slack: the channel's details, at the bottom)",
+    )
 
 
 _USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
@@ -245,21 +237,32 @@ _USER_ID = re.compile(r"[UW][A-Z0-9]{2,30}")
 
 def _user_list(value: str | None, name: str) -> tuple[str, ...]:
     """Slack user IDs separated by commas (or spaces); `@` before one is allowed."""
+    return _id_list(
+        value,
+        name,
+        "@",
+        _USER_ID,
+        "is not a Slack user ID like U0123456 (in Slack: the person's profile, ⋮ → Copy member ID)",
+    )
+
+
+def _id_list(
+    value: str | None, name: str, sign: str, pattern: re.Pattern[str], wrong: str
+) -> tuple[str, ...]:
+    """Slack IDs matching `pattern`, separated by commas or spaces, each once; `sign` before one
+    is allowed; `wrong` says what a part that does not match is not."""
     if value is None:
         return ()
-    users: list[str] = []
+    found: list[str] = []
     for part in re.split(r"[,\s]+", value):
-        user = part.lstrip("@")
-        if not user:
+        item = part.lstrip(sign)
+        if not item:
             continue
-        if not _USER_ID.fullmatch(user):
-            raise ConfigError(
-                f"{name}: {part[:40]!r} is not a Slack user ID like U0123456 "
-                "(in Slack: the person's profile, ⋮ → Copy member ID)"
-            )
-        if user not in users:
-            users.append(user)
-    return tuple(users)
+        if not pattern.fullmatch(item):
+            raise ConfigError(f"{name}: {part[:40]!r} {wrong}")
+        if item not in found:
+            found.append(item)
+    return tuple(found)
 
 
 def _one_channel(value: str | None, name: str) -> str | None:
