@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -118,13 +118,14 @@ class Poller:
         await self._tasks.asked(poll.family, poll.task_id)
 
 
-def start_scheduler(poller: Poller, tick_seconds: float) -> AsyncIOScheduler:
-    """An APScheduler with one interval job that runs `poller.tick`; must be called in the loop."""
+def start_scheduler(
+    job: Callable[[], Awaitable[None]], tick_seconds: float, name: str
+) -> AsyncIOScheduler:
+    """An APScheduler running `job` every `tick_seconds` (one run at a time, missed runs folded
+    into one); call it in the loop (the poller's tick, the spend watch's)."""
     scheduler = AsyncIOScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
     )
-    scheduler.add_job(
-        poller.tick, "interval", seconds=tick_seconds, id="poll-due-tasks", replace_existing=True
-    )
+    scheduler.add_job(job, "interval", seconds=tick_seconds, id=name, replace_existing=True)
     scheduler.start()
     return scheduler

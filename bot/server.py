@@ -23,7 +23,7 @@ from bot.slack.console import ConsoleGateway
 from bot.slack.delivery import ChannelPacer, Delivery, VideoTransfers
 from bot.slack.gateway import SlackGateway, WebApiGateway
 from bot.slack.socket_mode import socket_mode
-from bot.spend import SpendSettings, SpendWatch, start_spend_watch
+from bot.spend import SpendSettings, SpendWatch
 from bot.video.download import AddressPolicy, download_session
 from bot.video.settings import MEGABYTE
 from handlers.actions import Actions
@@ -217,7 +217,9 @@ def create_app(
             clock=clock,
         )
         await app[SCHEDULE].resume()
-        scheduler = start_scheduler(poller, tick_seconds=min(5.0, settings.poll_interval / 2))
+        scheduler = start_scheduler(
+            poller.tick, min(5.0, settings.poll_interval / 2), "poll-due-tasks"
+        )
         yield
         scheduler.shutdown(wait=False)
         await poller.finish()
@@ -236,7 +238,7 @@ def create_app(
             on_queued=app[TASKS].outbox_ready.set,
             clock=clock,
         )
-        scheduler = start_spend_watch(watch, tick_seconds=min(5.0, settings.poll_interval / 2))
+        scheduler = start_scheduler(watch.tick, min(5.0, settings.poll_interval / 2), "spend-watch")
         yield
         scheduler.shutdown(wait=False)
 

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-
 from bot.kie.client import KieClient, KieError
 from bot.kie.products import PRODUCTS
 from bot.slack.blocks import channel_link, code, mention, slack_date
@@ -164,13 +162,3 @@ class SpendWatch:
             if len(expiring) > 20:
                 lines.append(f"…and {len(expiring) - 20} more")
         return "\n".join(lines)
-
-
-def start_spend_watch(watch: SpendWatch, tick_seconds: float) -> AsyncIOScheduler:
-    """An APScheduler that runs `watch.tick` every `tick_seconds`; call it in the loop."""
-    scheduler = AsyncIOScheduler(
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30}
-    )
-    scheduler.add_job(watch.tick, "interval", seconds=tick_seconds, id="spend-watch")
-    scheduler.start()
-    return scheduler
