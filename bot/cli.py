@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from bot import __version__
 from bot.config import ConfigError, Settings, configure_logging
+from bot.kie.media import NOUNS, media_of_model
 from bot.kie.products import PRODUCTS
 from bot.kie.signature import signed_headers
 
@@ -375,24 +376,39 @@ def _slack_mode_lines(settings: Settings) -> list[str]:
 
 
 def _submit_lines(settings: Settings) -> list[str]:
-    """What KIE_SUBMIT, KIE_SUBMIT_CHANNELS and KIE_MARKET_MODELS mean together."""
+    """What KIE_SUBMIT, KIE_SUBMIT_CHANNELS, KIE_MARKET_MODELS and KIE_IMAGE_MODEL mean
+    together."""
     if not settings.kie_submit:
-        return ["· KIE_SUBMIT=off: videos cannot be started from Slack (/kie veo, new, Again)"]
+        return ["· KIE_SUBMIT=off: nothing can be started from Slack (/kie veo, image, new, Again)"]
     if not settings.kie_api_key:
-        return ["! KIE_SUBMIT=on but KIE_API_KEY is not set: starting videos from Slack says so"]
+        return [
+            "! KIE_SUBMIT=on but KIE_API_KEY is not set: starting generations from Slack says so"
+        ]
     where = (
         "only in " + ", ".join(settings.kie_submit_channels) + " (KIE_SUBMIT_CHANNELS)"
         if settings.kie_submit_channels
         else "in every channel (KIE_SUBMIT_CHANNELS limits it)"
     )
     lines = [
-        f"✓ KIE_SUBMIT=on: anyone may start videos {where}; each costs kie.ai credits",
+        f"✓ KIE_SUBMIT=on: anyone may start generations {where}; each costs kie.ai credits",
     ]
     if settings.kie_market_models:
         lines.append(
             f"✓ KIE_MARKET_MODELS: /kie new also offers {', '.join(settings.kie_market_models)}"
         )
-    return lines
+    return [*lines, _image_model_line(settings.kie_image_model)]
+
+
+def _image_model_line(model: str) -> str:
+    """What `/kie image <prompt>` starts (KIE_IMAGE_MODEL), and a warning when the model's id
+    says it makes something else."""
+    made = media_of_model(model)
+    if made is not None and made != "image":
+        return (
+            f"! KIE_IMAGE_MODEL={model}: /kie image starts it, but its id says it makes "
+            f"{NOUNS[made][1]}, not images"
+        )
+    return f"✓ KIE_IMAGE_MODEL={model}: /kie image <prompt> starts it (/kie new offers it too)"
 
 
 def _video_lines(settings: Settings) -> list[str]:

@@ -23,6 +23,8 @@ _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 LogFormat = Literal["text", "json"]
 _LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
+#: The Market image model `/kie image <prompt>` starts when KIE_IMAGE_MODEL is not set.
+DEFAULT_IMAGE_MODEL = "google/nano-banana"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class Settings:
     kie_submit_channels: tuple[str, ...] = ()
     #: Market model ids the `/kie new` form offers besides its built-in ones.
     kie_market_models: tuple[str, ...] = ()
+    #: The Market image model that `/kie image <prompt>` starts.
+    kie_image_model: str = DEFAULT_IMAGE_MODEL
     #: Spend in hand: daily limits (None: no limit), the admins they do not hold, the
     #: low-credits alert level, where alerts and the digest go, and the digest's time (minutes
     #: after midnight UTC).
@@ -122,6 +126,7 @@ class Settings:
             kie_submit=parse_switch(get("KIE_SUBMIT"), "KIE_SUBMIT", True),
             kie_submit_channels=_channel_list(get("KIE_SUBMIT_CHANNELS"), "KIE_SUBMIT_CHANNELS"),
             kie_market_models=_market_models(get("KIE_MARKET_MODELS")),
+            kie_image_model=_image_model(get("KIE_IMAGE_MODEL")),
             kie_daily_limit_per_person=_limit(get("KIE_DAILY_LIMIT_PER_PERSON"), "PERSON"),
             kie_daily_limit_per_channel=_limit(get("KIE_DAILY_LIMIT_PER_CHANNEL"), "CHANNEL"),
             kie_admins=_user_list(get("KIE_ADMINS"), "KIE_ADMINS"),
@@ -305,11 +310,7 @@ def _market_models(value: str | None) -> tuple[str, ...]:
         model = part.strip()
         if not model:
             continue
-        if not _MARKET_MODEL.fullmatch(model):
-            raise ConfigError(
-                f"KIE_MARKET_MODELS: {model[:60]!r} is not a kie.ai Market model id like "
-                "kling-2.6/text-to-video (letters, digits, . _ / -; at most 140)"
-            )
+        _check_market_model(model, "KIE_MARKET_MODELS", "kling-2.6/text-to-video")
         if model not in models:
             models.append(model)
     if len(models) > MAX_MARKET_MODELS:
@@ -317,6 +318,23 @@ def _market_models(value: str | None) -> tuple[str, ...]:
             f"KIE_MARKET_MODELS names {len(models)} models; at most {MAX_MARKET_MODELS}"
         )
     return tuple(models)
+
+
+def _image_model(value: str | None) -> str:
+    """KIE_IMAGE_MODEL: one kie.ai Market model id (default `google/nano-banana`)."""
+    if value is None:
+        return DEFAULT_IMAGE_MODEL
+    _check_market_model(value, "KIE_IMAGE_MODEL", DEFAULT_IMAGE_MODEL)
+    return value
+
+
+def _check_market_model(model: str, name: str, example: str) -> None:
+    """Raise `ConfigError` naming `name` when `model` is not a kie.ai Market model id."""
+    if not _MARKET_MODEL.fullmatch(model):
+        raise ConfigError(
+            f"{name}: {model[:60]!r} is not a kie.ai Market model id like {example} "
+            "(letters, digits, . _ / -; at most 140)"
+        )
 
 
 def _log_level(value: str | None) -> str:

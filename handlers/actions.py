@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
 from bot.kie.client import KieClient, KieError
+from bot.kie.media import NOUNS
 from bot.kie.payload import as_mapping
 from bot.kie.products import MAX_TASK_ID, POLL_PRODUCTS, PRODUCTS, Product
 from bot.slack.blocks import escape, is_channel_id, is_user_id, mention
@@ -50,7 +51,7 @@ HD_FOR = 600.0
 FOUR_K_FOR = 3600.0
 #: kie.ai's download links last this long.
 FRESH_LINK_SECONDS = 20 * 60
-#: At most this many result videos get a fresh link per click.
+#: At most this many result files get a fresh link per click.
 MAX_LINKS = 10
 
 OOPS = "Something went wrong on the bot's side; its log has the details."
@@ -118,7 +119,8 @@ class Actions:
     # --- the buttons ---------------------------------------------------------------------------
 
     async def fresh_link(self, ack: Ack, body: Mapping[str, Any], respond: Respond) -> None:
-        """`Fresh link`: a kie.ai download link (valid 20 minutes) for each result video."""
+        """`Fresh link`: a kie.ai download link (valid 20 minutes) for each result file,
+        whatever the product (kie.ai's download-url endpoint serves every file it made)."""
         await self._click(ack, body, respond, self._fresh_link)
 
     async def get_1080p(self, ack: Ack, body: Mapping[str, Any], respond: Respond) -> None:
@@ -203,8 +205,9 @@ class Actions:
     async def _fresh_link(self, click: Click, task: Task, answer: Answer) -> None:
         kie = self._kie("Fresh link")
         urls = task.result_urls[:MAX_LINKS]
+        one, many = NOUNS[task.kind]
         if not urls:
-            raise Unusable(f"kie.ai sent no video for task {click.shown}, so there is no link.")
+            raise Unusable(f"kie.ai sent no {many} for task {click.shown}, so there is no link.")
         found = await asyncio.gather(
             *(kie.download_url(url) for url in urls), return_exceptions=True
         )
@@ -212,7 +215,7 @@ class Actions:
         problems: list[str] = []
         errors: list[KieError] = []
         for n, (url, result) in enumerate(zip(urls, found, strict=True), start=1):
-            name = "The video" if len(urls) == 1 else f"Video {n}"
+            name = f"The {one}" if len(urls) == 1 else f"{one.capitalize()} {n}"
             if isinstance(result, str):
                 links.append(result)
             elif isinstance(result, KieError) and result.kind == "external":
@@ -228,7 +231,7 @@ class Actions:
         if errors and not links:
             raise errors[0]
         message = build_fresh_links(
-            task.task_id, links, problems, until=self.clock() + FRESH_LINK_SECONDS
+            task.task_id, links, problems, until=self.clock() + FRESH_LINK_SECONDS, kind=task.kind
         )
         await answer.say(message.text, message.blocks)
 

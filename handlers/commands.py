@@ -1,4 +1,4 @@
-"""The `/kie` slash command: help, status, poll, list, url, credits; new, veo and runway
+"""The `/kie` slash command: help, status, poll, list, url, credits; new, veo, runway and image
 start generations (handlers/generate.py)."""
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ USAGE = f"""*/kie* — kie.ai video tasks in Slack
 • `/kie credits` — remaining kie.ai credits
 • `/kie usage [today|week|month]` — generations started from Slack and what they cost (only you see it)
 • `/kie veo <prompt>`, `/kie runway <prompt>` — start a video here (costs kie.ai credits)
-• `/kie new` — a form to start a video: model, prompt, image, options
+• `/kie image <prompt>` — start an image here with the bot's image model (costs kie.ai credits)
+• `/kie new` — a form to start a video or an image: model, prompt, image, options
 • `/kie help` — this text
 Products: {product_names()}."""
 
@@ -69,7 +70,7 @@ class Commands:
     schedule: PollSchedule
     client: KieClient | None
     clock: Callable[[], float] = field(default=time.time)
-    #: Starts generations (`new`, `veo`, `runway`); None where the bot cannot.
+    #: Starts generations (`new`, `veo`, `runway`, `image`); None where the bot cannot.
     generate: Generate | None = None
     #: The usage ledger, for `/kie usage`; None where the bot keeps none.
     usage: UsageStore | None = None
@@ -100,9 +101,9 @@ class Commands:
         command: dict[str, Any],
     ) -> None:
         try:
-            if sub in ("new", "veo", "runway"):
+            if sub in ("new", "veo", "runway", "image"):
                 if self.generate is None:
-                    raise Unusable("Starting videos from Slack is not available in this bot.")
+                    raise Unusable("Starting generations from Slack is not available in this bot.")
                 if sub == "new":
                     await self.generate.open_form(reply, command)
                 else:

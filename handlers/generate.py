@@ -1,5 +1,5 @@
-"""Starting generations from Slack: `/kie veo|runway <prompt>`, the `/kie new` form, and a
-card's `Again` and `Extend`.
+"""Starting generations from Slack: `/kie veo|runway|image <prompt>`, the `/kie new` form, a
+card's `Again` and `Extend`, and a Midjourney grid's `Upscale n` and `Vary n`.
 
 Each way ends in `Generate._start`: claim the submission's keys (so Slack's retries and double
 clicks start nothing twice), ask kie.ai with this channel's callback route as `callBackUrl`,
@@ -29,12 +29,15 @@ from bot.kie.submit import (
     VEO_FAST,
     Catalog,
     GenerationRequest,
+    ModelSpec,
     RequestError,
     build_request,
     extend_request,
+    market_spec,
+    mj_request,
 )
 from bot.slack.blocks import escape, mention
-from bot.slack.buttons import read_button_value
+from bot.slack.buttons import is_mj_grid, read_button_value, read_mj_action
 from bot.slack.forms import (
     ASPECT,
     DURATION,
@@ -96,7 +99,8 @@ class Generate:
     catalog: Catalog = field(init=False)
 
     def __post_init__(self) -> None:
-        self.catalog = Catalog.build(self.settings.kie_market_models)
+        configured = (*self.settings.kie_market_models, self.settings.kie_image_model)
+        self.catalog = Catalog.build(configured)
 
     @property
     def limits(self) -> Limits:
@@ -104,39 +108,41 @@ class Generate:
         return limits_of(self.settings)
 
     def refusal(self, channel: str) -> str | None:
-        """Why videos cannot be started from `channel` here, or None when they can."""
+        """Why generations cannot be started from `channel` here, or None when they can."""
         if not self.settings.kie_submit:
             return (
-                "Starting videos from Slack is turned off here (KIE_SUBMIT=off); "
+                "Starting generations from Slack is turned off here (KIE_SUBMIT=off); "
                 "ask whoever runs the bot."
             )
         allowed = self.settings.kie_submit_channels
         if allowed and channel not in allowed:
             where = ", ".join(f"<#{c}>" for c in allowed)
             return (
-                f"Starting videos from Slack works only in {where} here (KIE_SUBMIT_CHANNELS); "
-                "start it there, or ask whoever runs the bot."
+                f"Starting generations from Slack works only in {where} here "
+                "(KIE_SUBMIT_CHANNELS); start it there, or ask whoever runs the bot."
             )
         if self.client is None:
             return (
-                "Starting videos needs a kie.ai API key: whoever runs the bot should set "
+                "Starting generations needs a kie.ai API key: whoever runs the bot should set "
                 "KIE_API_KEY and restart it."
             )
         return None
 
-    # --- /kie veo|runway <prompt> --------------------------------------------------------------
+    # --- /kie veo|runway|image <prompt> --------------------------------------------------------
 
     async def slash(self, reply: SlashReply, product: str, command: Mapping[str, Any]) -> None:
-        """`/kie veo <prompt>` or `/kie runway <prompt>` with that product's defaults."""
+        """`/kie veo <prompt>`, `/kie runway <prompt>` or `/kie image <prompt>` (the model of
+        KIE_IMAGE_MODEL) with that model's defaults."""
         channel, user = _text(command.get("channel_id")), _text(command.get("user_id"))
-        usage = f"Usage: `/kie {product} <prompt>`, e.g. `/kie {product} a paper boat in the rain`."
+        example = "a red fox in the snow" if product == "image" else "a paper boat in the rain"
+        usage = f"Usage: `/kie {product} <prompt>`, e.g. `/kie {product} {example}`."
         refused = self.refusal(channel)
         if refused:
             await reply.say(refused)
             return
         words = _text(command.get("text")).strip().split(maxsplit=1)
         prompt = _unescape(words[1]) if len(words) > 1 else ""
-        spec = VEO_FAST if product == "veo" else RUNWAY
+        spec = self._slash_spec(product)
         try:
             request = build_request(spec, prompt)
         except RequestError as exc:
@@ -151,6 +157,13 @@ class Generate:
         claim = Claim((f"slash:{trigger}",))
         await self._start(reply.say, request, channel, user, claim, announce=True)
 
+    def _slash_spec(self, product: str) -> ModelSpec:
+        """The model a `/kie <product> <prompt>` starts."""
+        if product == "image":
+            model = self.settings.kie_image_model
+            return self.catalog.get(f"market:{model}") or market_spec(model)
+        return VEO_FAST if product == "veo" else RUNWAY
+
     # --- /kie new ------------------------------------------------------------------------------
 
     async def open_form(self, reply: SlashReply, command: Mapping[str, Any]) -> None:
@@ -163,7 +176,7 @@ class Generate:
         if self.slack is None:
             await reply.say(
                 "The form needs SLACK_BOT_TOKEN (console mode cannot open it); use "
-                "`/kie veo <prompt>` or `/kie runway <prompt>` instead."
+                "`/kie veo <prompt>`, `/kie runway <prompt>` or `/kie image <prompt>` instead."
             )
             return
         view = build_new_form(self.catalog, channel, _text(command.get("response_url")) or None)
@@ -214,16 +227,10 @@ class Generate:
 
     async def again(self, ack: Ack, body: Mapping[str, Any], respond: Any) -> None:
         """`Again`: the task's request once more, as a new task with a root of its own."""
-        await ack()
-        say = _clicker(respond)
-        await self._guarded(say, self._again(say, body))
+        await self._clicked(ack, body, respond, self._again)
 
     async def _again(self, say: Say, body: Mapping[str, Any]) -> None:
         channel, user = _text(_get(body, "channel", "id")), _text(_get(body, "user", "id"))
-        refused = self.refusal(channel)
-        if refused:
-            await say(refused)
-            return
         task = await self._clicked_task(body)
         if task is None:
             await say("I do not know that task any more; start a new one with `/kie new`.")
@@ -235,37 +242,18 @@ class Generate:
                 "start one with `/kie new`."
             )
             return
-        action = _action(body)
-        claim = Claim(
-            (f"click:{_text(action.get('action_ts'))}:{user}",),
-            window=(f"again:{task.family}:{task.task_id}:{channel}:{user}", DOUBLE_CLICK),
-        )
         thread = None
-        if request.extends:  # an extension again: into the thread of the video it extends
-            thread = await self._thread(request.extends, channel)
-        await self._start(
-            say,
-            request,
-            channel,
-            user,
-            claim,
-            origin=task.task_id,
-            origin_link=_permalink(body),
-            thread=thread,
-        )
+        if request.extends:  # an extension or upscale again: into the thread it went to
+            thread = await self._thread(request.product, request.extends, channel)
+        again = f"again:{task.family}:{task.task_id}:{channel}:{user}"
+        await self._start_clicked(say, body, request, task, again, thread)
 
     async def extend(self, ack: Ack, body: Mapping[str, Any], respond: Any) -> None:
         """`Extend` (Veo): a form asks how the video goes on."""
-        await ack()
-        say = _clicker(respond)
-        await self._guarded(say, self._extend(say, body))
+        await self._clicked(ack, body, respond, self._extend)
 
     async def _extend(self, say: Say, body: Mapping[str, Any]) -> None:
         channel = _text(_get(body, "channel", "id"))
-        refused = self.refusal(channel)
-        if refused:
-            await say(refused)
-            return
         task = await self._clicked_task(body)
         if task is None or task.family != "veo" or task.state is not State.SUCCEEDED:
             await say("Only a Veo video that is ready can be extended.")
@@ -313,9 +301,54 @@ class Generate:
         self, say: Say, request: GenerationRequest, channel: str, user: str, view_id: str
     ) -> None:
         extends = request.extends or ""
-        thread = await self._thread(extends, channel)
+        thread = await self._thread("veo", extends, channel)
         await self._start(
             say, request, channel, user, Claim((f"view:{view_id}",)), origin=extends, thread=thread
+        )
+
+    # --- Upscale n and Vary n on a Midjourney grid ---------------------------------------------
+
+    async def mj_follow_up(self, ack: Ack, body: Mapping[str, Any], respond: Any) -> None:
+        """`Upscale n` or `Vary n`: kie.ai upscales or varies picture n of the grid as a new
+        Midjourney task, whose result comes into the grid's thread."""
+        await self._clicked(ack, body, respond, self._mj_follow_up)
+
+    async def _mj_follow_up(self, say: Say, body: Mapping[str, Any]) -> None:
+        channel, user = _text(_get(body, "channel", "id")), _text(_get(body, "user", "id"))
+        wanted = read_mj_action(_action(body).get("action_id"))
+        grid = await self._clicked_task(body)
+        if wanted is None or grid is None or not is_mj_grid(grid):
+            await say("Only a Midjourney image grid that is ready can be upscaled or varied.")
+            return
+        what, index = wanted
+        request = mj_request(grid.task_id, grid.prompt, what, index)
+        picture = f"mj:{what}:{index}:{grid.task_id}:{channel}:{user}"
+        thread = await self._thread("mj", grid.task_id, channel)
+        await self._start_clicked(say, body, request, grid, picture, thread)
+
+    async def _start_clicked(
+        self,
+        say: Say,
+        body: Mapping[str, Any],
+        request: GenerationRequest,
+        clicked: Task,
+        double_click: str,
+        thread: tuple[str, str] | None,
+    ) -> None:
+        """Start `request` for a click on the card of `clicked`, which the new task names and
+        links; a second click under `double_click` within `DOUBLE_CLICK` seconds, or Slack's
+        retry of the click, starts nothing."""
+        user = _text(_get(body, "user", "id"))
+        clicked_at = f"click:{_text(_action(body).get('action_ts'))}:{user}"
+        await self._start(
+            say,
+            request,
+            _text(_get(body, "channel", "id")),
+            user,
+            Claim((clicked_at,), window=(double_click, DOUBLE_CLICK)),
+            origin=clicked.task_id,
+            origin_link=_permalink(body),
+            thread=thread,
         )
 
     # --- the one way a generation starts -------------------------------------------------------
@@ -357,7 +390,7 @@ class Generate:
         except KieError as exc:
             log.info("kie.ai did not start %s for %s: %s", request.product, user, exc)
             await self.submissions.refused(claim, str(exc))
-            await say(f"kie.ai did not start the video: {escape(str(exc))}.")
+            await say(f"kie.ai did not start the {request.noun}: {escape(str(exc))}.")
             return
         except Exception:
             await self.submissions.refused(claim, "the bot failed while asking kie.ai")
@@ -378,9 +411,10 @@ class Generate:
             source="request",
             raw={"taskId": task_id, "request": request.to_json()},
             model=request.model if request.product == "market" else None,
+            media=request.media,
         )
         started = Started(user, request.to_json(), origin, origin_link)
-        note = _extend_note(user, request, task_id) if thread is not None else None
+        note = _thread_note(user, request, task_id) if thread is not None else None
         try:
             await self.submissions.started(
                 claim, update, channel, started, thread=thread, note=note
@@ -401,13 +435,30 @@ class Generate:
             await self.schedule.start(family, task_id, delay=self.settings.poll_interval)
         except StoreUnavailable as exc:  # then by the quiet-task poll, ten minutes on
             log.warning("task %s: polling not scheduled: %s", task_id, exc)
-        where = "into the thread of the video it extends" if thread else "into its thread here"
+        where = _where(request) if thread else "into its thread here"
         await say(
             f"Started {escape(request.summary())} as task `{escape(task_id)}`: the result comes "
             f"{where}. kie.ai charges its credits for it (`/kie credits` shows what is left)."
         )
 
     # --- helpers -------------------------------------------------------------------------------
+
+    async def _clicked(
+        self,
+        ack: Ack,
+        body: Mapping[str, Any],
+        respond: Any,
+        work: Callable[[Say, Mapping[str, Any]], Awaitable[None]],
+    ) -> None:
+        """A click on a button that starts a generation: acknowledged at once; `work` runs only
+        where generations may start, and every answer goes only to the clicker."""
+        await ack()
+        say = _clicker(respond)
+        refused = self.refusal(_text(_get(body, "channel", "id")))
+        if refused:
+            await say(refused)
+            return
+        await self._guarded(say, work(say, body))
 
     async def _guarded(self, say: Say, work: Awaitable[None]) -> None:
         """Run `work`; whatever goes wrong is said to the person, never left silent."""
@@ -442,9 +493,11 @@ class Generate:
             return None
         return await self.tasks.get(PRODUCTS[named[0]].family, named[1])
 
-    async def _thread(self, task_id: str, channel: str) -> tuple[str, str] | None:
-        """The Veo task's thread in `channel` (its id and root ts), when its root is posted."""
-        root = await self.submissions.thread_root("veo", task_id, channel) if task_id else None
+    async def _thread(self, product: str, task_id: str, channel: str) -> tuple[str, str] | None:
+        """The thread of `product`'s task in `channel` (its id and root ts), when its root is
+        posted."""
+        family = PRODUCTS[product].family
+        root = await self.submissions.thread_root(family, task_id, channel) if task_id else None
         return (task_id, root) if root else None
 
 
@@ -459,8 +512,20 @@ def _held_text(held: Submission) -> str:
     return "This is already being started (it arrived twice); nothing more is sent to kie.ai."
 
 
-def _extend_note(user: str, request: GenerationRequest, task_id: str) -> str:
-    """The thread's note that someone asked to extend the video (mrkdwn made by the bot)."""
+def _thread_note(user: str, request: GenerationRequest, task_id: str) -> str:
+    """The thread's note that someone asked to extend the video, or to upscale or vary a
+    picture of the grid (mrkdwn made by the bot)."""
+    if request.action is not None:
+        picture = (request.index or 0) + 1
+        asked = (
+            f"🔍 {mention(user)} asked to upscale picture {picture}"
+            if request.action == "upscale"
+            else f"🔀 {mention(user)} asked for variations of picture {picture}"
+        )
+        return (
+            f"{asked}.\nkie.ai is making it as task `{escape(task_id)}`; it will arrive in this "
+            "thread."
+        )
     prompt = " ".join(request.prompt.split())
     quoted = escape(prompt if len(prompt) <= QUOTE_MAX else prompt[: QUOTE_MAX - 1] + "…")
     return (
@@ -468,6 +533,13 @@ def _extend_note(user: str, request: GenerationRequest, task_id: str) -> str:
         f"kie.ai is making the extension as task `{escape(task_id)}`; it will arrive in this "
         "thread."
     )
+
+
+def _where(request: GenerationRequest) -> str:
+    """Where the result of a request that goes into another task's thread comes."""
+    if request.action is not None:
+        return "into the thread of the grid it comes from"
+    return "into the thread of the video it extends"
 
 
 def _permalink(body: Mapping[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ from bot.slack.blocks import Message
 from bot.slack.buttons import (
     FRESH_LINK,
     GET_1080P,
+    MJ_FOLLOW_UP,
     POLL_NOW,
     SHARE,
     UPSCALE_4K,
@@ -21,6 +22,7 @@ from bot.slack.buttons import (
     build_share_modal,
     button_value,
     read_button_value,
+    read_mj_action,
     shared_note,
     upscale_note,
 )
@@ -184,3 +186,89 @@ def test_share_modal_is_a_valid_view() -> None:
     assert picker["type"] == "conversations_select"
     assert picker["default_to_current_conversation"] is False
     assert view["blocks"][2]["optional"] is True
+
+
+# --- Midjourney grids and the words of every kind ---------------------------------------------
+
+GRID = Task(
+    "mj",
+    "mj_task_12345",
+    State.SUCCEEDED,
+    result_urls=tuple(f"https://example.com/mj_result{n}.png" for n in range(1, 5)),
+    created_at=STARTED,
+    media="image",
+)
+
+
+def all_buttons(message: Message) -> list[dict[str, Any]]:
+    return [
+        element
+        for block in message.blocks
+        if block["type"] == "actions"
+        for element in block["elements"]
+        if "url" not in element
+    ]
+
+
+def test_a_midjourney_grid_gets_a_row_of_upscales_and_a_row_of_variations() -> None:
+    message = build_task_message(GRID)
+    assert_valid(message)
+    rows = [
+        [element["text"]["text"] for element in block["elements"]]
+        for block in message.blocks
+        if block["type"] == "actions"
+    ]
+    assert rows == [
+        ["Fresh link", "Share to channel"],
+        ["Upscale 1", "Upscale 2", "Upscale 3", "Upscale 4"],
+        ["Vary 1", "Vary 2", "Vary 3", "Vary 4"],
+    ]
+    ids = [button["action_id"] for button in all_buttons(message)]
+    assert len(ids) == len(set(ids))
+    follow_ups = {
+        b["action_id"]: b for b in all_buttons(message) if MJ_FOLLOW_UP.match(b["action_id"])
+    }
+    assert read_mj_action("kie_mj_upscale_1") == ("upscale", 0)
+    assert read_mj_action("kie_mj_vary_4") == ("vary", 3)
+    assert {read_mj_action(action) for action in follow_ups} == {
+        (action, index) for action in ("upscale", "vary") for index in range(4)
+    }
+    assert {b["value"] for b in follow_ups.values()} == {button_value(GRID)}
+    assert "video" not in json.dumps(message.blocks).lower()
+
+
+@pytest.mark.parametrize(
+    "task",
+    [
+        replace(GRID, media="video", result_urls=("https://example.com/mj.mp4",)),  # mj_video
+        replace(GRID, result_urls=GRID.result_urls[:1]),  # an upscale: one picture
+        replace(GRID, state=State.RUNNING),
+        replace(GRID, state=State.FAILED, result_urls=()),
+        replace(GRID, product="4o-image", task_id="task12345"),  # four images, not Midjourney
+    ],
+)
+def test_only_a_finished_midjourney_image_grid_gets_follow_ups(task: Task) -> None:
+    ids = [button["action_id"] for button in all_buttons(build_task_message(task))]
+    assert not any(MJ_FOLLOW_UP.match(action) for action in ids)
+
+
+@pytest.mark.parametrize("action_id", [None, 3, "kie_mj_upscale_0", "kie_mj_vary_5", "kie_again"])
+def test_unreadable_follow_up_ids(action_id: Any) -> None:
+    assert read_mj_action(action_id) is None
+
+
+def test_again_is_offered_on_an_image_started_from_slack() -> None:
+    started = replace(GRID, product="market", model="google/nano-banana", request='{"x":1}')
+    texts = [b["text"]["text"] for b in all_buttons(build_task_message(started))]
+    assert texts == ["Fresh link", "Share to channel", "Again"]
+
+
+@pytest.mark.parametrize(("kind", "word"), [("image", "image"), ("audio", "track")])
+def test_fresh_links_and_the_share_modal_name_what_the_results_are(kind: Any, word: str) -> None:
+    message = build_fresh_links("t1", ["https://dl.example.com/1"], [], 0, kind=kind)
+    assert_valid(message)
+    [button] = [e for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
+    assert button["text"]["text"] == f"Download {word}"
+    task = replace(GRID, media=kind)
+    said = json.dumps(build_share_modal(task, "C0ORIGIN")["blocks"])
+    assert f"its card and {word}s" in said and "video" not in said

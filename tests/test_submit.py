@@ -19,6 +19,7 @@ from bot.kie.submit import (
     build_request,
     clean_image_url,
     extend_request,
+    mj_request,
     request_body,
 )
 
@@ -127,6 +128,85 @@ def test_an_image_url_in_slack_link_markup_is_read():
     assert clean_image_url("  ") is None
 
 
+def test_the_image_models_and_their_bodies():
+    catalog = Catalog.build()
+    images = [spec.model for spec in catalog.models if spec.media == "image"]
+    assert images == [
+        "google/nano-banana",
+        "bytedance/seedream-v4-text-to-image",
+        "4o-image-api",
+        "flux1-kontext",
+    ]
+    nano = catalog.get("market:google/nano-banana")
+    assert nano is not None
+    request = build_request(nano, " a red fox ")
+    assert request.media == "image" and request.summary() == "Nano Banana image"
+    assert request_body(request, HOOK) == (
+        "/api/v1/jobs/createTask",
+        {"model": "google/nano-banana", "callBackUrl": HOOK, "input": {"prompt": "a red fox"}},
+    )
+    gpt = catalog.get("market:4o-image-api")
+    assert gpt is not None
+    assert request_body(build_request(gpt, "a fox"), HOOK)[1]["input"] == {
+        "prompt": "a fox",
+        "size": "1:1",
+    }  # kie.ai takes the size, and needs one
+    flux = catalog.get("market:flux1-kontext")
+    assert flux is not None
+    edit = build_request(flux, "at night", image_url="https://e.co/a.png")
+    assert request_body(edit, HOOK)[1]["input"] == {
+        "prompt": "at night",
+        "input_image": "https://e.co/a.png",
+    }
+    with pytest.raises(RequestError) as no_image:
+        build_request(nano, "a fox", image_url="https://e.co/a.png")
+    assert no_image.value.field == "image" and "text only" in str(no_image.value)
+
+
+def test_a_request_says_what_it_makes():
+    assert GenerationRequest("veo", "a").noun == "video"
+    assert GenerationRequest("market", "a", model="kling-2.6/text-to-video").noun == "video"
+    assert GenerationRequest("market", "a", model="elevenlabs/text-to-speech-turbo-2-5").noun == (
+        "track"
+    )
+    assert GenerationRequest("market", "a", model="made/up").noun == "generation"
+    assert GenerationRequest("market", "a", model="made/up").summary() == "Made up"
+
+
+@pytest.mark.parametrize(
+    ("action", "index", "path"),
+    [("upscale", 1, "/api/v1/mj/generateUpscale"), ("vary", 0, "/api/v1/mj/generateVary")],
+)
+def test_midjourney_follow_ups_follow_kie_docs(action, index, path):
+    request = mj_request("mj_task_1", "a castle", action, index)
+    assert request_body(request, HOOK) == (
+        path,
+        {"taskId": "mj_task_1", "imageIndex": index, "callBackUrl": HOOK},
+    )
+    assert request.media == "image" and request.noun == "image"
+    assert GenerationRequest.from_json(request.to_json()) == request
+    assert f"picture {index + 1} of mj_task_1" in request.summary()
+    untitled = mj_request("mj_task_1", None, action, index)
+    assert GenerationRequest.from_json(untitled.to_json()) == untitled  # no prompt is fine here
+    with pytest.raises(RequestError):
+        mj_request("mj_task_1", None, action, 4)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"product":"mj","prompt":"","extends":"g","action":"zoom","index":0}',
+        '{"product":"mj","prompt":"","extends":"g","action":"vary","index":4}',
+        '{"product":"mj","prompt":"","action":"vary","index":0}',
+        '{"product":"mj","prompt":"","extends":"g","action":"vary","index":true}',
+        '{"product":"veo","prompt":"a","action":"vary"}',
+        '{"product":"market","prompt":"a","index":1}',
+    ],
+)
+def test_a_follow_up_that_names_no_picture_of_a_grid_is_none(text):
+    assert GenerationRequest.from_json(text) is None
+
+
 @given(
     st.builds(
         GenerationRequest,
@@ -194,6 +274,21 @@ def test_the_submit_settings_are_read_and_explained():
     assert Settings.from_env({}).kie_submit is True
 
 
+def test_kie_image_model_is_read_and_explained():
+    from bot.cli import _explain
+    from bot.config import Settings
+
+    default = Settings.from_env({"KIE_API_KEY": "k"})
+    assert default.kie_image_model == "google/nano-banana"
+    assert "KIE_IMAGE_MODEL=google/nano-banana: /kie image" in "\n".join(_explain(default, {}))
+    env = {"KIE_API_KEY": "k", "KIE_IMAGE_MODEL": "kling-2.6/text-to-video"}
+    video = Settings.from_env(env)
+    assert video.kie_image_model == "kling-2.6/text-to-video"
+    assert "its id says it makes videos, not images" in "\n".join(_explain(video, env))
+    offered = Catalog.build((*video.kie_market_models, video.kie_image_model))
+    assert offered.get("market:kling-2.6/text-to-video") is not None
+
+
 @pytest.mark.parametrize(
     ("env", "named"),
     [
@@ -203,6 +298,8 @@ def test_the_submit_settings_are_read_and_explained():
         ({"KIE_MARKET_MODELS": "kling 2.6"}, "KIE_MARKET_MODELS"),
         ({"KIE_MARKET_MODELS": "a" * 141}, "KIE_MARKET_MODELS"),
         ({"KIE_MARKET_MODELS": ",".join(f"m/{n}" for n in range(91))}, "KIE_MARKET_MODELS"),
+        ({"KIE_IMAGE_MODEL": "nano banana"}, "KIE_IMAGE_MODEL"),
+        ({"KIE_IMAGE_MODEL": "google/nano-banana,seedream"}, "KIE_IMAGE_MODEL"),
     ],
 )
 def test_malformed_submit_settings_name_their_variable(env, named):

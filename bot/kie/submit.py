@@ -12,14 +12,20 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from bot.kie.media import NOUNS, Media, media_of_model
 from bot.kie.products import model_name
 
-SubmitProduct = Literal["veo", "runway", "market"]
+SubmitProduct = Literal["veo", "runway", "market", "mj"]
 ImageUse = Literal["none", "optional", "required"]
+#: Midjourney's follow-ups on a grid: a picture upscaled, or varied.
+MjAction = Literal["upscale", "vary"]
+MJ_ACTIONS: tuple[MjAction, ...] = ("upscale", "vary")
+#: A Midjourney grid has four pictures; kie.ai numbers them 0 to 3 (`imageIndex`).
+MJ_PICTURES = 4
 
 #: Every option the `/kie new` form offers; each model takes some of them.
 DURATIONS: tuple[int, ...] = (5, 8, 10, 15)
-ASPECT_RATIOS: tuple[str, ...] = ("16:9", "9:16", "1:1", "4:3", "3:4", "Auto")
+ASPECT_RATIOS: tuple[str, ...] = ("16:9", "9:16", "1:1", "4:3", "3:4", "3:2", "2:3", "21:9", "Auto")
 QUALITIES: tuple[str, ...] = ("720p", "1080p")
 #: The longest prompt any model takes here (Slack's text inputs stop at 3000 too).
 PROMPT_MAX = 3000
@@ -42,7 +48,8 @@ class ModelSpec:
 
     `key` is the value of its option in the `/kie new` form. Empty option tuples mean the model
     takes no such option. `image_field` is where a Market model takes its image URL
-    (`image_urls` is a list). `extra` is added to a Market model's `input` as it is.
+    (`image_urls` is a list), `aspect_field` its aspect ratio. `extra` is added to a Market
+    model's `input` as it is.
     """
 
     key: str
@@ -54,11 +61,18 @@ class ModelSpec:
     qualities: tuple[str, ...] = ()
     image: ImageUse = "optional"
     image_field: str = "image_urls"
+    aspect_field: str = "aspect_ratio"
     prompt_max: int = PROMPT_MAX
     default_duration: int | None = None
     default_aspect_ratio: str | None = None
     default_quality: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def media(self) -> Media | None:
+        """What the model makes: Veo and Runway videos; a Market model as its id says (None
+        when the id does not say)."""
+        return "video" if self.product in ("veo", "runway") else media_of_model(self.model)
 
 
 VEO_FAST = ModelSpec(
@@ -121,6 +135,42 @@ BUILT_IN_MARKET: tuple[ModelSpec, ...] = (
         default_duration=5,
         default_quality="720p",
     ),
+    # Images (kie-api README §6h, §6e, §6f): each takes a prompt; kie.ai's default where no
+    # option is chosen.
+    ModelSpec(
+        key="market:google/nano-banana",
+        product="market",
+        model="google/nano-banana",
+        label="Nano Banana",
+        aspect_ratios=("1:1", "16:9", "9:16", "4:3", "3:4", "3:2", "2:3", "21:9"),
+        image="none",
+        prompt_max=PROMPT_MAX,
+    ),
+    ModelSpec(
+        key="market:bytedance/seedream-v4-text-to-image",
+        product="market",
+        model="bytedance/seedream-v4-text-to-image",
+        label="Seedream 4.0",
+        image="none",
+    ),
+    ModelSpec(
+        key="market:4o-image-api",
+        product="market",
+        model="4o-image-api",
+        label="GPT-4o Image",
+        aspect_ratios=("1:1", "3:2", "2:3"),
+        aspect_field="size",
+        image="none",
+        default_aspect_ratio="1:1",
+    ),
+    ModelSpec(
+        key="market:flux1-kontext",
+        product="market",
+        model="flux1-kontext",
+        label="Flux Kontext",
+        aspect_ratios=("21:9", "16:9", "4:3", "1:1", "3:4", "9:16"),
+        image_field="input_image",
+    ),
 )
 
 
@@ -173,7 +223,9 @@ class GenerationRequest:
     """What a person asked kie.ai to make, as stored with the task (for `Again`).
 
     `model` is Veo's model (`veo3_fast`, `veo3`) or the Market model id; Runway has none.
-    `extends` is the Veo task whose video this request continues (kie.ai's extend).
+    `extends` is the task whose result this request works on: the Veo video it continues
+    (kie.ai's extend), or the Midjourney grid whose picture `index` (0 to 3) `action` upscales or
+    varies; the prompt of such a follow-up is the grid's, and may be empty.
     """
 
     product: SubmitProduct
@@ -184,6 +236,8 @@ class GenerationRequest:
     aspect_ratio: str | None = None
     quality: str | None = None
     extends: str | None = None
+    action: MjAction | None = None
+    index: int | None = None
 
     def to_json(self) -> str:
         return json.dumps(
@@ -201,45 +255,73 @@ class GenerationRequest:
             data = json.loads(text)
         except (ValueError, RecursionError):
             return None
-        if not isinstance(data, dict) or data.get("product") not in ("veo", "runway", "market"):
+        if not isinstance(data, dict) or data.get("product") not in _PRODUCTS:
             return None
         prompt = data.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
+        follow_up = data["product"] == "mj"
+        if not isinstance(prompt, str) or not (prompt.strip() or follow_up):
             return None
-        texts = {key: data.get(key) for key in ("model", "image_url", "aspect_ratio", "quality")}
+        texts = {key: data.get(key) for key in _TEXT_FIELDS}
         if any(value is not None and not isinstance(value, str) for value in texts.values()):
             return None
-        duration = data.get("duration")
-        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, int)):
+        numbers = {key: data.get(key) for key in ("duration", "index")}
+        if any(value is not None and _not_int(value) for value in numbers.values()):
             return None
-        extends = data.get("extends")
-        if extends is not None and not isinstance(extends, str):
+        action = _mj_action(texts["action"])
+        if follow_up:
+            if not _mj_follow_up(texts["extends"], action, numbers["index"]):
+                return None
+        elif texts["action"] is not None or numbers["index"] is not None:
             return None
         return cls(
             product=data["product"],
             prompt=prompt,
             model=texts["model"],
             image_url=texts["image_url"],
-            duration=duration,
+            duration=numbers["duration"],
             aspect_ratio=texts["aspect_ratio"],
             quality=texts["quality"],
-            extends=extends,
+            extends=texts["extends"],
+            action=action,
+            index=numbers["index"],
         )
 
     @property
     def label(self) -> str:
-        """The model in words: "Veo 3.1 Fast", "Runway", "Kling 2.6 text to video"."""
+        """The model in words: "Veo 3.1 Fast", "Runway", "Nano Banana", "Midjourney"."""
         if self.product == "veo":
             return "Veo 3.1 Quality" if self.model == "veo3" else "Veo 3.1 Fast"
         if self.product == "runway":
             return "Runway"
-        return model_name(self.model or "")
+        if self.product == "mj":
+            return "Midjourney"
+        built_in = next((spec for spec in BUILT_IN_MARKET if spec.model == self.model), None)
+        return built_in.label if built_in else model_name(self.model or "")
+
+    @property
+    def media(self) -> Media | None:
+        """What the request makes: Veo and Runway videos, Midjourney's follow-ups images, a
+        Market model what its id says (None when the id does not say)."""
+        if self.product == "mj":
+            return "image"
+        return "video" if self.product in ("veo", "runway") else media_of_model(self.model)
+
+    @property
+    def noun(self) -> str:
+        """What the request makes, in one word: "video", "image", "track" or "generation"."""
+        return NOUNS[self.media][0] if self.media else "generation"
 
     def summary(self) -> str:
         """The model and its options in one short line: "Runway, 5 s, 720p, 16:9"."""
+        if self.action is not None:
+            what = "upscale" if self.action == "upscale" else "variations"
+            return f"{self.label} {what} of picture {(self.index or 0) + 1} of {self.extends}"
         if self.extends:
             return f"{self.label} extension of {self.extends}"
-        parts = [self.label]
+        label = self.label
+        if self.media in ("image", "audio") and self.noun not in label.lower():
+            label = f"{label} {self.noun}"
+        parts = [label]
         if self.duration:
             parts.append(f"{self.duration} s")
         if self.quality:
@@ -251,11 +333,38 @@ class GenerationRequest:
         return ", ".join(parts)
 
 
+_PRODUCTS: tuple[SubmitProduct, ...] = ("veo", "runway", "market", "mj")
+_TEXT_FIELDS = ("model", "image_url", "aspect_ratio", "quality", "extends", "action")
+
+
+def _not_int(value: Any) -> bool:
+    return isinstance(value, bool) or not isinstance(value, int)
+
+
+def _mj_action(value: Any) -> MjAction | None:
+    return next((action for action in MJ_ACTIONS if action == value), None)
+
+
+def _mj_follow_up(grid: str | None, action: MjAction | None, index: int | None) -> bool:
+    """Whether a stored Midjourney request names its grid, an action and a picture (0 to 3)."""
+    return bool(grid) and action is not None and index is not None and 0 <= index < MJ_PICTURES
+
+
+def mj_request(grid: str, prompt: str | None, action: MjAction, index: int) -> GenerationRequest:
+    """A request to upscale or vary picture `index` (0 to 3, as kie.ai's schema numbers them) of the
+    Midjourney grid task `grid`."""
+    if action not in MJ_ACTIONS or not 0 <= index < MJ_PICTURES:
+        raise RequestError("index", f"A Midjourney grid has pictures 1 to {MJ_PICTURES}.")
+    return GenerationRequest(
+        product="mj", prompt=prompt or "", extends=grid, action=action, index=index
+    )
+
+
 def clean_prompt(prompt: str, limit: int = PROMPT_MAX) -> str:
     """The prompt stripped; raise `RequestError` when it is empty or longer than `limit`."""
     cleaned = prompt.strip()
     if not cleaned:
-        raise RequestError("prompt", "Describe the video: the prompt is empty.")
+        raise RequestError("prompt", "Describe what to make: the prompt is empty.")
     if len(cleaned) > limit:
         raise RequestError(
             "prompt", f"The prompt is {len(cleaned)} characters; this model takes at most {limit}."
@@ -303,7 +412,7 @@ def build_request(
     text = clean_prompt(prompt, spec.prompt_max)
     image = clean_image_url(image_url)
     if image and spec.image == "none":
-        raise RequestError("image", f"{spec.label} makes videos from text only; leave it empty.")
+        raise RequestError("image", f"{spec.label} starts from text only; leave it empty.")
     if not image and spec.image == "required":
         raise RequestError("image", f"{spec.label} starts from an image: give its https URL.")
     if duration is not None and duration not in spec.durations:
@@ -357,6 +466,13 @@ def extend_request(
 
 def request_body(request: GenerationRequest, callback_url: str) -> tuple[str, dict[str, Any]]:
     """kie.ai's endpoint and JSON body for `request`, with `callback_url` as its `callBackUrl`."""
+    if request.product == "mj":  # kie-api README §6d.2: imageIndex 0 to 3, for Vary too
+        path = "generateUpscale" if request.action == "upscale" else "generateVary"
+        return f"/api/v1/mj/{path}", {
+            "taskId": request.extends,
+            "imageIndex": request.index,
+            "callBackUrl": callback_url,
+        }
     if request.extends:
         return "/api/v1/veo/extend", {
             "taskId": request.extends,
@@ -404,7 +520,7 @@ def market_input(request: GenerationRequest) -> dict[str, Any]:
     if request.duration is not None:
         data["duration"] = str(request.duration)
     if request.aspect_ratio is not None:
-        data["aspect_ratio"] = request.aspect_ratio
+        data[spec.aspect_field] = request.aspect_ratio
     if request.quality is not None:
         data["resolution"] = request.quality
     data.update(spec.extra)

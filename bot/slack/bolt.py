@@ -14,6 +14,7 @@ from bot.slack.buttons import (
     EXTEND,
     FRESH_LINK,
     GET_1080P,
+    MJ_FOLLOW_UP,
     POLL_NOW,
     SHARE,
     SHARE_VIEW,
@@ -62,10 +63,11 @@ def build_bolt(
 
 
 def register_generate(bolt: AsyncApp, generate: Generate) -> None:
-    """Route the buttons and forms that start generations (`/kie` itself routes `new`, `veo`
-    and `runway` to `generate`)."""
+    """Route the buttons and forms that start generations (`/kie` itself routes `new`, `veo`,
+    `runway` and `image` to `generate`)."""
 
     bolt.action(AGAIN)(generate.again)
     bolt.action(EXTEND)(generate.extend)
+    bolt.action(MJ_FOLLOW_UP)(generate.mj_follow_up)
     bolt.view(NEW_VIEW)(generate.form_submitted)
     bolt.view(EXTEND_VIEW)(generate.extend_submitted)

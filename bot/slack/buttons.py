@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
-from bot.kie.products import PRODUCTS
+from bot.kie.media import NOUNS, Media
+from bot.kie.products import PRODUCTS, Product
+from bot.kie.submit import MJ_ACTIONS, MJ_PICTURES, MjAction
 from bot.slack.blocks import (
     ACTIONS_MAX,
     SECTION_MAX,
@@ -46,6 +49,8 @@ POLL_NOW = "kie_poll_now"
 #: Starting generations from a card: the same request again, and (Veo) the video continued.
 AGAIN = "kie_again"
 EXTEND = "kie_extend"
+#: Midjourney's follow-ups on a grid: `kie_mj_upscale_1`…`_4` and `kie_mj_vary_1`…`_4`.
+MJ_FOLLOW_UP = re.compile(r"^kie_mj_(upscale|vary)_([1-4])$")
 SHARE_VIEW = "kie_share"
 #: The share modal's inputs: the block id and the action id of each.
 SHARE_CHANNEL = "channel"
@@ -84,15 +89,65 @@ def read_button_value(value: Any) -> tuple[str, str] | None:
     return product, task_id
 
 
+def mj_action_id(action: MjAction, picture: int) -> str:
+    """The action id of the button that upscales or varies `picture` (1 to 4) of a grid."""
+    return f"kie_mj_{action}_{picture}"
+
+
+def read_mj_action(action_id: Any) -> tuple[MjAction, int] | None:
+    """The follow-up a Midjourney button asks for: the action and kie.ai's `imageIndex` of the
+    picture (0 to 3 for pictures 1 to 4, as kie.ai's schema says, for Vary too)."""
+    found = MJ_FOLLOW_UP.fullmatch(action_id) if isinstance(action_id, str) else None
+    if found is None:
+        return None
+    action = next(action for action in MJ_ACTIONS if action == found[1])
+    return action, int(found[2]) - 1
+
+
+def is_mj_grid(task: Task) -> bool:
+    """A Midjourney image grid that is ready: four images, each of which kie.ai can upscale or
+    vary (a Midjourney video, or an upscale's single image, is no grid)."""
+    product = PRODUCTS.get(task.product)
+    return (
+        product is not None
+        and product.family == "mj"
+        and task.state is State.SUCCEEDED
+        and task.kind == "image"
+        and len(task.result_urls) == MJ_PICTURES
+    )
+
+
+def _mj_rows(task: Task, value: str) -> list[dict[str, Any]]:
+    """Midjourney's two rows under a grid: `Upscale 1`…`Upscale 4`, `Vary 1`…`Vary 4`."""
+    if not is_mj_grid(task):
+        return []
+    return [
+        {
+            "type": "actions",
+            "elements": [
+                action_button(f"{action.capitalize()} {n}", mj_action_id(action, n), value)
+                for n in range(1, MJ_PICTURES + 1)
+            ],
+        }
+        for action in MJ_ACTIONS
+    ]
+
+
 def task_actions(task: Task) -> list[dict[str, Any]]:
-    """The actions block of a task's card, or none: on a success `Fresh link`, on Veo
+    """The actions blocks of a task's card, or none: on a success `Fresh link`, on Veo
     `Get 1080p` and `Upscale to 4K` (behind a confirm dialog), and `Share to channel`; on a
     running task `Poll now`; on a task started from Slack that ended `Again`; on a Veo success
-    `Extend`."""
+    `Extend`; under a Midjourney grid a row of `Upscale n` and a row of `Vary n`."""
     value = button_value(task)
     product = PRODUCTS.get(task.product)
     if product is None or len(value) > VALUE_MAX:
         return []
+    elements = _card_buttons(task, product, value)
+    rows = [{"type": "actions", "elements": elements[:ACTIONS_MAX]}] if elements else []
+    return rows + _mj_rows(task, value)
+
+
+def _card_buttons(task: Task, product: Product, value: str) -> list[dict[str, Any]]:
     elements: list[dict[str, Any]] = []
     if task.state is State.SUCCEEDED:
         if task.result_urls:
@@ -108,9 +163,7 @@ def task_actions(task: Task) -> list[dict[str, Any]]:
         elements.append(action_button("Again", AGAIN, value))
     if task.state is State.SUCCEEDED and product.family == "veo":
         elements.append(action_button("Extend", EXTEND, value))
-    if not elements:
-        return []
-    return [{"type": "actions", "elements": elements[:ACTIONS_MAX]}]
+    return elements
 
 
 def upscale_note(user_id: str) -> str:
@@ -128,15 +181,19 @@ def shared_note(user_id: str, origin: str, comment: str) -> str:
     return f"{note}: {said}" if said else note
 
 
-def build_fresh_links(task_id: str, links: list[str], problems: list[str], until: float) -> Message:
+def build_fresh_links(
+    task_id: str, links: list[str], problems: list[str], until: float, kind: Media = "video"
+) -> Message:
     """The answer to `Fresh link`: a download button per link kie.ai gave (valid until
-    `until`, Unix seconds), and a line for each video it gave none for."""
+    `until`, Unix seconds), named for what the results are (`kind`), and a line for each result
+    it gave none for."""
     buttons: list[dict[str, Any]] = []
     as_text: list[str] = []
+    word = NOUNS[kind][0]
     for n, link in enumerate(links, start=1):
-        name = "Download video" if len(links) == 1 else f"Download video {n}"
+        name = f"Download {word}" if len(links) == 1 else f"Download {word} {n}"
         if is_web_url(link) and len(buttons) < ACTIONS_MAX:
-            buttons.append(link_button(name, link, f"open_video_{len(buttons) + 1}"))
+            buttons.append(link_button(name, link, f"open_{kind}_{len(buttons) + 1}"))
         else:
             as_text.append(f"• {name}: {escaped(link, SECTION_MAX - 100)}")
     blocks: list[dict[str, Any]] = []
@@ -164,6 +221,8 @@ def build_share_modal(task: Task, origin: str) -> dict[str, Any]:
     Its `private_metadata` carries the task and the channel it is shared from.
     """
     metadata = json.dumps({"product": task.product, "task_id": task.task_id, "channel": origin})
+    results = NOUNS[task.kind][1 if len(task.result_urls) > 1 else 0]
+    gets = f"its card and {results}" if task.result_urls else "its card"
     return {
         "type": "modal",
         "callback_id": SHARE_VIEW,
@@ -174,7 +233,7 @@ def build_share_modal(task: Task, origin: str) -> dict[str, Any]:
         "blocks": [
             section(
                 f"Share the {escape(product_label(task.product))} task {code(task.task_id)}: the "
-                "channel gets its card and video, and follows it from now on."
+                f"channel gets {gets}, and follows it from now on."
             ),
             {
                 "type": "input",

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot.kie.media import NOUNS, Media
 from bot.kie.submit import (
     ASPECT_RATIOS,
     DURATIONS,
@@ -69,8 +70,9 @@ def _select(block_id: str, label: str, options: list[dict[str, Any]], hint: str)
 
 
 def _describe(spec: ModelSpec) -> str:
-    """The options a model takes, in a few words, for the model list."""
-    parts: list[str] = []
+    """What a model makes (when it is not a video) and the options it takes, in a few words,
+    for the model list."""
+    parts: list[str] = [NOUNS[spec.media][0]] if spec.media in ("image", "audio") else []
     if spec.durations and spec.durations != DURATIONS:
         parts.append("/".join(str(d) for d in spec.durations) + " s")
     if spec.qualities and spec.qualities != QUALITIES:
@@ -79,7 +81,29 @@ def _describe(spec: ModelSpec) -> str:
         parts.append("needs an image")
     elif spec.image == "none":
         parts.append("text only")
+    elif spec.media == "image":
+        parts.append("text, or an image to edit")
     return ", ".join(parts) or "options passed as chosen"
+
+
+#: The form's groups of Market models, by what they make (None: the id does not say).
+_MARKET_GROUPS: tuple[tuple[Media | None, str], ...] = (
+    ("video", "Videos: kie.ai Market"),
+    ("image", "Images: kie.ai Market"),
+    ("audio", "Audio: kie.ai Market"),
+    (None, "Other kie.ai Market models"),
+)
+
+
+def _model_groups(catalog: Catalog) -> list[dict[str, Any]]:
+    """The model list's groups, each labelled with what its models make; empty ones left out."""
+    builtin = [spec for spec in catalog.models if spec.product != "market"]
+    groups = [{"label": _plain("Videos: Veo and Runway"), "options": _model_options(builtin)}]
+    market = [spec for spec in catalog.models if spec.product == "market"]
+    for media, label in _MARKET_GROUPS:
+        specs = [spec for spec in market if spec.media == media]
+        groups.append({"label": _plain(label), "options": _model_options(specs)})
+    return [group for group in groups if group["options"]]
 
 
 def _metadata(data: Mapping[str, str]) -> str:
@@ -88,17 +112,13 @@ def _metadata(data: Mapping[str, str]) -> str:
 
 
 def build_new_form(catalog: Catalog, channel: str, response_url: str | None) -> dict[str, Any]:
-    """The `/kie new` modal: model, prompt, an optional image URL and the main options."""
-    builtin = [spec for spec in catalog.models if spec.product != "market"]
-    market = [spec for spec in catalog.models if spec.product == "market"]
-    groups = [
-        {"label": _plain("Veo and Runway"), "options": _model_options(builtin)},
-        {"label": _plain("kie.ai Market"), "options": _model_options(market)},
-    ]
+    """The `/kie new` modal: model (videos, images and other Market models in groups), prompt,
+    an optional image URL and the main options."""
+    groups = _model_groups(catalog)
     return {
         "type": "modal",
         "callback_id": NEW_VIEW,
-        "title": _plain("New video"),
+        "title": _plain("New generation"),
         "submit": _plain("Start"),
         "close": _plain("Cancel"),
         "private_metadata": _metadata({"channel": channel, "response_url": response_url or ""}),
@@ -110,8 +130,8 @@ def build_new_form(catalog: Catalog, channel: str, response_url: str | None) -> 
                 "element": {
                     "type": "static_select",
                     "action_id": MODEL,
-                    "initial_option": _model_options(builtin[:1])[0],
-                    "option_groups": [group for group in groups if group["options"]],
+                    "initial_option": groups[0]["options"][0],
+                    "option_groups": groups,
                 },
             },
             {
@@ -123,7 +143,7 @@ def build_new_form(catalog: Catalog, channel: str, response_url: str | None) -> 
                     "action_id": PROMPT,
                     "multiline": True,
                     "max_length": PROMPT_MAX,
-                    "placeholder": _plain("What happens in the video"),
+                    "placeholder": _plain("What the video or the image shows"),
                 },
             },
             {
@@ -131,7 +151,7 @@ def build_new_form(catalog: Catalog, channel: str, response_url: str | None) -> 
                 "block_id": IMAGE,
                 "optional": True,
                 "label": _plain("Image URL"),
-                "hint": _plain("An https link to a picture the video starts from."),
+                "hint": _plain("An https link to a picture to start from, or to edit."),
                 "element": {
                     "type": "plain_text_input",
                     "action_id": IMAGE,
@@ -142,27 +162,28 @@ def build_new_form(catalog: Catalog, channel: str, response_url: str | None) -> 
                 DURATION,
                 "Duration",
                 [_option(f"{d} s", str(d)) for d in DURATIONS],
-                "Veo: 8 s. Runway: 5 or 10 s (default 5).",
+                "Videos only. Veo: 8 s. Runway: 5 or 10 s (default 5).",
             ),
             _select(
                 ASPECT,
                 "Aspect ratio",
                 [_option(a, a) for a in ASPECT_RATIOS],
-                "Default 16:9 where the model takes one.",
+                "Videos: 16:9 unless chosen. Images: the model's own default.",
             ),
             _select(
                 QUALITY,
                 "Quality",
                 [_option(q, q) for q in QUALITIES],
-                "Runway: 720p (default) or 1080p, 1080p only at 5 s.",
+                "Videos only. Runway: 720p (default) or 1080p, 1080p only at 5 s.",
             ),
             {
                 "type": "context",
                 "elements": [
                     {
                         "type": "mrkdwn",
-                        "text": "Each video costs kie.ai credits (`/kie credits` shows what is "
-                        "left). The result comes to this channel, in the thread of its message.",
+                        "text": "Each generation costs kie.ai credits (`/kie credits` shows what "
+                        "is left). The result comes to this channel, in the thread of its "
+                        "message.",
                     }
                 ],
             },

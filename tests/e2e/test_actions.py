@@ -83,6 +83,36 @@ async def test_a_kie_failure_gets_one_clear_line(start_bot, fake_slack, fake_kie
     assert "blocks" not in found
 
 
+@pytest.mark.parametrize(
+    ("product", "name", "kind"),
+    [("mj", "mj-success.json", "image"), ("suno", "suno-complete.json", "track")],
+)
+async def test_fresh_link_names_images_and_tracks_as_what_they_are(
+    start_bot, fake_slack, fake_kie, product, name, kind
+):
+    bot = await start_bot(fake_slack, fake_kie, kie_default_channel=CARD)
+    assert (await bot.callback(product, load(name)))[0] == 200
+    [root] = await eventually(lambda: fake_slack.roots(CARD))
+    await click(bot, fake_slack, root, "Fresh link")
+    found = await answer(fake_slack)
+    buttons = [e for b in found["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert buttons and all(e["text"]["text"].startswith(f"Download {kind}") for e in buttons)
+    assert len(fake_kie.posted(DOWNLOAD_URL)) == len(buttons)
+    assert "video" not in content(found).lower()
+
+
+async def test_an_image_kie_did_not_make_is_called_an_image(start_bot, fake_slack, fake_kie):
+    image = "https://example.com/mj_result1.png"
+    fake_kie.script(DOWNLOAD_URL, image, (200, load("download-url-422-external.json")))
+    bot = await start_bot(fake_slack, fake_kie, kie_default_channel=CARD)
+    await bot.callback("mj", load("mj-success.json"))
+    [root] = await eventually(lambda: fake_slack.roots(CARD))
+    await click(bot, fake_slack, root, "Fresh link")
+    found = await answer(fake_slack)
+    assert "Image 1 is not a file kie.ai made" in content(found)
+    assert "Download image 2" in content(found) and "video" not in content(found).lower()
+
+
 # --- Get 1080p --------------------------------------------------------------------------------
 
 

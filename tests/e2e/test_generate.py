@@ -1,5 +1,6 @@
-"""Starting generations from Slack over real HTTP: `/kie veo|runway <prompt>`, the `/kie new`
-form, a card's `Again` and `Extend`; the fake kie.ai starts tasks and calls back like kie.ai."""
+"""Starting generations from Slack over real HTTP: `/kie veo|runway|image <prompt>`, the
+`/kie new` form, a card's `Again` and `Extend`; the fake kie.ai starts tasks and calls back like
+kie.ai."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ VEO = "/api/v1/veo/generate"
 EXTEND = "/api/v1/veo/extend"
 RUNWAY = "/api/v1/runway/generate"
 MARKET = "/api/v1/jobs/createTask"
+MJ_UPSCALE = "/api/v1/mj/generateUpscale"
+MJ_VARY = "/api/v1/mj/generateVary"
 
 
 def answers(fake_slack) -> list[str]:
@@ -44,6 +47,7 @@ async def deliver(bot, fake_kie, task_id: str, outcome: str = "success") -> tupl
 
 async def route_token(bot, fake_slack, channel: str = CHANNEL) -> str:
     _, answer = await slash(bot, fake_slack, "url", channel=channel)
+    fake_slack.responses.clear()
     return answer["text"].split(f"{PUBLIC}/callbacks/veo/")[1].split("`")[0]
 
 
@@ -135,9 +139,65 @@ async def test_runway_command_with_its_defaults_is_polled_when_no_callback_comes
     await eventually(lambda: started.video_url in root.content)
 
 
+# --- /kie image -------------------------------------------------------------------------------
+
+
+async def test_image_command_starts_nano_banana_and_the_card_says_image(
+    start_bot, fake_slack, fake_kie
+):
+    bot = await start_bot_for(start_bot, fake_slack, fake_kie)
+    token = await route_token(bot, fake_slack)
+    status, ack = await slash(bot, fake_slack, "image a red fox", channel=CHANNEL, user=ASKER)
+    assert status == 200 and ack["response_type"] == "ephemeral"
+    assert ack["text"].startswith("Starting Nano Banana image")
+    [started] = await eventually(lambda: fake_kie.started)
+    assert started.path == MARKET
+    assert started.body == {
+        "model": "google/nano-banana",
+        "callBackUrl": f"{PUBLIC}/callbacks/market/{token}",
+        "input": {"prompt": "a red fox"},
+    }
+    [root] = await eventually(lambda: fake_slack.roots(CHANNEL))
+    assert "is generating" in root.content and "Nano Banana" in root.content
+    assert f"<@{ASKER}>" in root.content and "a red fox" in root.content
+    assert "video" not in root.content.lower()
+    assert stored(bot, "SELECT media, requested_by FROM tasks") == [("image", ASKER)]
+    [said] = await eventually(lambda: answers(fake_slack))
+    assert f"Started Nano Banana image as task `{started.task_id}`" in said
+    assert (await deliver(bot, fake_kie, started.task_id))[0] == 200
+    [image] = started.result_urls
+    [reply] = await eventually(lambda: fake_slack.replies(root))
+    assert image in reply.content
+    await eventually(lambda: "image ready" in root.content)
+    assert [b["image_url"] for b in root.blocks if b["type"] == "image"] == [image]
+    assert "video" not in root.content.lower()
+    find_button(root, "Fresh link") and find_button(root, "Again")
+    # Again: the same image request as a new task.
+    await click(bot, fake_slack, root, "Again", user=ASKER)
+    [_, repeat] = await eventually(lambda: fake_kie.started[1:] and fake_kie.started)
+    assert repeat.body == started.body
+    await eventually(lambda: len(fake_slack.roots(CHANNEL)) == 2)
+
+
+async def test_image_command_starts_the_model_of_kie_image_model(start_bot, fake_slack, fake_kie):
+    model = "bytedance/seedream-v4-text-to-image"
+    bot = await start_bot_for(start_bot, fake_slack, fake_kie, kie_image_model=model)
+    _, ack = await slash(bot, fake_slack, "image a lighthouse", channel=CHANNEL)
+    assert ack["text"].startswith("Starting Seedream 4.0 image")
+    [started] = await eventually(lambda: fake_kie.started)
+    assert (started.body["model"], started.body["input"]) == (model, {"prompt": "a lighthouse"})
+
+
+async def test_help_lists_the_image_command(start_bot, fake_slack, fake_kie):
+    bot = await start_bot_for(start_bot, fake_slack, fake_kie)
+    _, answer = await slash(bot, fake_slack, "help", channel=CHANNEL)
+    assert "`/kie image <prompt>`" in answer["text"]
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
+        ("image", "the prompt is empty"),
         ("veo", "the prompt is empty"),
         ("veo    ", "the prompt is empty"),
         ("runway " + "x" * 1801, "at most 1800"),
@@ -158,7 +218,7 @@ async def test_a_command_without_a_usable_prompt_says_what_to_type(
 
 async def test_kie_submit_off_turns_every_way_off(start_bot, fake_slack, fake_kie):
     bot = await start_bot_for(start_bot, fake_slack, fake_kie, kie_submit=False)
-    for text in ("veo a boat", "runway a boat", "new"):
+    for text in ("veo a boat", "runway a boat", "image a boat", "new"):
         _, answer = await slash(bot, fake_slack, text, channel=CHANNEL)
         assert "turned off here (KIE_SUBMIT=off)" in answer["text"]
         assert "ask whoever runs the bot" in answer["text"]
@@ -169,9 +229,10 @@ async def test_kie_submit_channels_limits_it_to_those_channels(start_bot, fake_s
     bot = await start_bot_for(
         start_bot, fake_slack, fake_kie, kie_submit_channels=("C0ART", "C0FILM")
     )
-    _, answer = await slash(bot, fake_slack, "veo a boat", channel="C0OTHER")
-    assert "only in <#C0ART>, <#C0FILM>" in answer["text"]
-    assert "KIE_SUBMIT_CHANNELS" in answer["text"]
+    for text in ("veo a boat", "image a boat"):
+        _, answer = await slash(bot, fake_slack, text, channel="C0OTHER")
+        assert "only in <#C0ART>, <#C0FILM>" in answer["text"]
+        assert "KIE_SUBMIT_CHANNELS" in answer["text"]
     _, form = await slash(bot, fake_slack, "new", channel="C0OTHER")
     assert "only in <#C0ART>" in form["text"] and fake_slack.count("views.open") == 0
     assert fake_kie.posts == []
@@ -215,6 +276,17 @@ async def test_refusals_at_submit_are_explained_to_the_asker_only(
     await slash(bot, fake_slack, "help", channel=CHANNEL)
     assert fake_slack.in_channel(CHANNEL) == [] and stored(bot, "SELECT * FROM tasks") == []
     assert stored(bot, "SELECT state FROM submissions") == [("refused",)]
+
+
+async def test_a_refused_image_is_explained_as_an_image(start_bot, fake_slack, fake_kie):
+    fake_kie.refuse(MARKET, 422, "aspect_ratio is invalid")
+    bot = await start_bot_for(start_bot, fake_slack, fake_kie)
+    await slash(bot, fake_slack, "image a fox", channel=CHANNEL, user=ASKER)
+    [said] = await eventually(lambda: answers(fake_slack))
+    assert said.startswith("kie.ai did not start the image:") and "aspect_ratio" in said
+    assert fake_slack.responses[0]["response_type"] == "ephemeral"
+    await slash(bot, fake_slack, "help", channel=CHANNEL)
+    assert fake_slack.in_channel(CHANNEL) == []
 
 
 async def test_a_refused_key_says_to_check_kie_api_key(start_bot, fake_slack, fake_kie):
@@ -316,6 +388,45 @@ async def test_new_opens_the_form_and_a_market_model_runs_end_to_end(
     assert "Already started" in answers(fake_slack)[1] and len(fake_kie.started) == 1
 
 
+def offered_groups(view: dict[str, Any]) -> dict[str, list[str]]:
+    """The form's model list: each group's label and its options' values."""
+    return {
+        group["label"]["text"]: [option["value"] for option in group["options"]]
+        for group in view["blocks"][0]["element"]["option_groups"]
+    }
+
+
+async def test_new_offers_image_models_and_an_image_edit_runs(start_bot, fake_slack, fake_kie):
+    bot = await start_bot_for(start_bot, fake_slack, fake_kie)
+    view = await open_form(bot, fake_slack)
+    groups = offered_groups(view)
+    assert groups["Images: kie.ai Market"] == [
+        "market:google/nano-banana",
+        "market:bytedance/seedream-v4-text-to-image",
+        "market:4o-image-api",
+        "market:flux1-kontext",
+    ]
+    assert "market:google/nano-banana" not in groups["Videos: kie.ai Market"]
+    values = {
+        "model": "market:flux1-kontext",
+        "prompt": "make it night",
+        "image": "https://e.co/day.png",
+        "aspect": "21:9",
+    }
+    assert await submit_form(bot, view, values, "V0FLUX") == (200, "")
+    [started] = await eventually(lambda: fake_kie.started)
+    assert started.body["model"] == "flux1-kontext"
+    assert started.body["input"] == {
+        "prompt": "make it night",
+        "input_image": "https://e.co/day.png",
+        "aspect_ratio": "21:9",
+    }
+    [root] = await eventually(lambda: fake_slack.roots(CHANNEL))
+    assert "video" not in root.content.lower()
+    [said] = await eventually(lambda: answers(fake_slack))
+    assert "Started Flux Kontext image, 21:9, from an image as task" in said
+
+
 async def test_a_market_task_started_from_the_form_is_polled_until_it_fails(
     start_bot, fake_slack, fake_kie
 ):
@@ -360,6 +471,12 @@ async def test_a_market_task_started_from_the_form_is_polled_until_it_fails(
             "text only",
         ),
         ({"model": "market:made-up/model", "prompt": "a"}, "model", "Choose a model"),
+        ({"model": "market:4o-image-api", "prompt": "a", "aspect": "16:9"}, "aspect", "3:2"),
+        (
+            {"model": "market:google/nano-banana", "prompt": "a", "duration": "5"},
+            "duration",
+            "no choice",
+        ),
     ],
 )
 async def test_invalid_form_input_is_shown_next_to_its_field(
@@ -519,4 +636,4 @@ async def test_clicks_that_name_no_known_task_are_answered(start_bot, fake_slack
 
 
 def test_every_generate_endpoint_is_faked() -> None:
-    assert set(GENERATE) == {VEO, EXTEND, RUNWAY, MARKET}
+    assert set(GENERATE) == {VEO, EXTEND, RUNWAY, MARKET, MJ_UPSCALE, MJ_VARY}

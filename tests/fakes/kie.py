@@ -17,6 +17,7 @@ from typing import Any, Self
 import aiohttp
 from aiohttp import web
 
+from bot.kie.media import media_of_model
 from bot.kie.signature import signed_headers
 from tests.fakes.server import LocalServer
 
@@ -26,6 +27,8 @@ GENERATE = {
     "/api/v1/veo/extend": "veo",
     "/api/v1/runway/generate": "runway",
     "/api/v1/jobs/createTask": "market",
+    "/api/v1/mj/generateUpscale": "mj",
+    "/api/v1/mj/generateVary": "mj",
 }
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -181,6 +184,8 @@ class FakeKie(LocalServer):
             task_id = f"veo_task_fake{n:06d}"
         elif GENERATE[path] == "runway":
             task_id = f"{n:08x}-0000-4000-8000-00000000f4ce"
+        elif path.endswith("/generateUpscale"):
+            task_id = f"mj_upscale_fake{n:06d}"
         else:
             task_id = f"{n:032x}"
         self.started.append(StartedTask(path, body, task_id))
@@ -194,6 +199,7 @@ class FakeKie(LocalServer):
         name = {
             "/api/v1/veo/record-info": "poll/veo-record-info-generating.json",
             "/api/v1/runway/record-detail": "poll/runway-record-detail-generating.json",
+            "/api/v1/mj/record-info": "poll/mj-record-info-generating.json",
         }.get(path)
         if path == MARKET_RECORD:
             return market_record(task_id, "generating")
@@ -304,8 +310,23 @@ class StartedTask:
     def video_url(self) -> str:
         return f"https://example.com/kie/result/{self.task_id}_0.mp4"
 
+    @property
+    def makes_images(self) -> bool:
+        """Whether kie.ai makes images for this start: Midjourney's upscale and vary, or a
+        Market image model."""
+        model = str(self.body.get("model") or "") if isinstance(self.body, dict) else ""
+        return self.product == "mj" or media_of_model(model) == "image"
+
+    @property
+    def result_urls(self) -> list[str]:
+        """The files the task makes: one video or image; four images for a Vary (a grid)."""
+        if not self.makes_images:
+            return [self.video_url]
+        count = 4 if self.path.endswith("/generateVary") else 1
+        return [f"https://example.com/kie/result/{self.task_id}_{n}.png" for n in range(count)]
+
     def callback_body(self, outcome: str = "success") -> dict[str, Any]:
-        """kie.ai's callback when the task ends: `success` with one video, or `fail`."""
+        """kie.ai's callback when the task ends: `success` with its results, or `fail`."""
         ok = outcome == "success"
         if self.product == "veo":
             name = "veo-extend-success" if self.path.endswith("/extend") else "veo-success"
@@ -322,12 +343,17 @@ class StartedTask:
                 body["data"]["video_url"] = self.video_url
                 body["data"]["image_url"] = ""
             return body
+        if self.product == "mj":
+            body = _fixture(f"callbacks/mj-{'success' if ok else 'fail-500'}.json")
+            body["data"]["taskId"] = self.task_id
+            body["data"]["resultUrls"] = self.result_urls if ok else []
+            return body
         body = _fixture(f"market/callback-{'success' if ok else 'fail'}.json")
         body["data"].update(
             taskId=self.task_id, model=self.body.get("model"), param=json.dumps(self.body)
         )
         if ok:
-            body["data"]["resultJson"] = json.dumps({"resultUrls": [self.video_url]})
+            body["data"]["resultJson"] = json.dumps({"resultUrls": self.result_urls})
         return body
 
 
