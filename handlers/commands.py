@@ -35,7 +35,7 @@ ACK_WITHIN = 1.5
 #: What a task id may look like: kie.ai's ids are hex, UUIDs and words joined by _ or -.
 TASK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 
-USAGE = f"""*/kie* — kie.ai video tasks in Slack
+USAGE = f"""*/kie* — kie.ai generations in Slack: videos, images and music
 • `/kie status <taskId> [product]` — the task's state, results or explained failure (only you see it)
 • `/kie poll <taskId> [product]` — ask kie.ai now and follow the task in this channel until it ends
 • `/kie list` — this channel's most recent tasks

@@ -307,7 +307,7 @@ class KieClient:
             raise KieError(
                 "unavailable",
                 f"kie.ai did not answer ({type(exc).__name__}), so it may or may not have "
-                "started the video; if it did, the result still comes to this channel",
+                "started it; if it did, the result still comes to this channel",
             ) from None
         if envelope.code != 200:
             raise _refusal(envelope)

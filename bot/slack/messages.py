@@ -341,6 +341,12 @@ def _named(item: Task | TaskUpdate, kind: Media, *, about: bool = False) -> str:
     return f"{said} {words[1 if kind == 'image' and len(item.result_urls) > 1 else 0]}"
 
 
+def task_name(item: Task | TaskUpdate) -> str:
+    """What a task makes, by its product and Market model: "Runway video", "kie.ai Market
+    (Nano Banana) image", "Suno music"."""
+    return _named(item, item.kind, about=True)
+
+
 # --- cards ------------------------------------------------------------------------------------
 
 
@@ -356,7 +362,7 @@ def _running(
     kind = item.kind
     stage = _STAGE_WORDS.get(item.stage or "")
     blocks = [
-        header(f"⏳ {label}: {stage}" if stage else f"⏳ {label} is generating"),
+        header(f"⏳ {label}: {stage}" if stage else f"⏳ {label} is generating{_making(item)}"),
         section(_summary(item)),
     ]
     if item.result_urls:
@@ -371,8 +377,16 @@ def _running(
         ]
     )
     what = f"{label}{_about(item)} task {short_id(item.task_id)}"
-    text = f"⏳ {what}: {stage}" if stage else f"⏳ {what} is generating"
+    text = f"⏳ {what}: {stage}" if stage else f"⏳ {what} is generating{_making(item)}"
     return Message(fallback(text), capped(blocks))
+
+
+def _making(item: Task | TaskUpdate) -> str:
+    """` an image` (or ` audio`) while a task whose kind is known is still at work, where the
+    product's name does not say it; videos, and tasks whose kind is not known yet, say nothing."""
+    if item.media not in ("image", "audio") or item.media in product_label(item.product).lower():
+        return ""
+    return " an image" if item.media == "image" else " audio"
 
 
 def _failed(item: Task | TaskUpdate) -> Message:
@@ -451,7 +465,7 @@ def _card(
     return _running(item, with_image=with_image, saved=saved)
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     """A span as people say it: "under a minute", "7 min", "2 h 5 min"."""
     minutes = int(max(seconds, 0) // 60)
     if minutes < 1:
@@ -467,7 +481,7 @@ def _progress(task: Task) -> list[dict[str, Any]]:
         return []
     if task.polled_at is None:
         return [context(f"⏱ Waiting since {slack_date(task.created_at)}")]
-    running = _duration(task.polled_at - task.created_at)
+    running = duration(task.polled_at - task.created_at)
     return [context(f"⏱ Running for {running} · kie.ai last asked {slack_time(task.polled_at)}")]
 
 
