@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from bot import __version__
@@ -23,6 +24,10 @@ from bot.config import ConfigError, Settings, configure_logging
 from bot.kie.media import NOUNS, media_of_model
 from bot.kie.products import PRODUCTS
 from bot.kie.signature import signed_headers
+
+if TYPE_CHECKING:
+    from storage.database import Database
+    from storage.retention import StoreSize
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,7 +283,18 @@ def _explain(settings: Settings, env: Mapping[str, str]) -> list[str]:
     lines.extend(_video_lines(settings))
     lines.extend(_submit_lines(settings))
     lines.extend(_spend_lines(settings))
+    lines.append(_retention_line(settings.kie_retention_days))
     return lines
+
+
+def _retention_line(days: float) -> str:
+    """What KIE_RETENTION_DAYS deletes."""
+    if days <= 0:
+        return "· KIE_RETENTION_DAYS=0: callback events and sent Slack work are kept for ever"
+    return (
+        f"✓ KIE_RETENTION_DAYS={days:g}: each day, callback events and sent Slack work older "
+        "than that are deleted (tasks, threads, routes and the usage ledger stay)"
+    )
 
 
 def _spend_lines(settings: Settings) -> list[str]:
@@ -431,9 +447,7 @@ def _video_lines(settings: Settings) -> list[str]:
 
 
 async def _database_usable(settings: Settings, lines: list[str]) -> bool:
-    from bot.operations import summary
-    from storage.database import StoreUnavailable, open_database
-    from storage.outbox import Outbox
+    from storage.database import open_database
     from storage.postgres import safe_url
 
     if settings.postgres_url is not None:
@@ -447,6 +461,21 @@ async def _database_usable(settings: Settings, lines: list[str]) -> bool:
         return False
     lines.append(f"✓ database {where} opens and is migrated")
     try:
+        lines.extend(await _store_lines(database))
+    finally:
+        await database.close()
+    return True
+
+
+async def _store_lines(database: Database) -> list[str]:
+    """The outbox in one line, and the store's size and oldest callback event."""
+    from bot.operations import summary
+    from storage.database import StoreUnavailable
+    from storage.outbox import Outbox
+    from storage.retention import store_size
+
+    lines = []
+    try:
         stats = await Outbox(database).stats()
     except StoreUnavailable as exc:
         lines.append(f"! outbox unreadable: {exc}")
@@ -455,6 +484,23 @@ async def _database_usable(settings: Settings, lines: list[str]) -> bool:
         lines.append(f"{mark} Slack outbox: {summary(stats, time.time())}")
         if stats.counts.get("failed"):
             lines.append("! see them with `kie-slack outbox`; resend with `kie-slack outbox retry`")
-    finally:
-        await database.close()
-    return True
+    try:
+        size = await store_size(database)
+    except StoreUnavailable as exc:
+        lines.append(f"! store size unreadable: {exc}")
+    else:
+        lines.append(_size_line(size, database.dialect, time.time()))
+    return lines
+
+
+def _size_line(size: StoreSize, dialect: str, now: float) -> str:
+    """`✓ store: 12.3 MB (…); oldest callback event 41 d old`."""
+    from bot.operations import age
+
+    what = "the SQLite file and its -wal" if dialect == "sqlite" else "pg_database_size"
+    oldest = (
+        "no callback event yet"
+        if size.oldest_event_at is None
+        else f"oldest callback event {age(now - size.oldest_event_at)} old"
+    )
+    return f"✓ store: {size.size / 1e6:.1f} MB ({what}); {oldest}"

@@ -72,6 +72,8 @@ class Settings:
     kie_low_credits: float | None = None
     kie_alert_channel: str | None = None
     kie_digest_time: int | None = None
+    #: Callback events and finished Slack work older than this many days are deleted (0: kept).
+    kie_retention_days: float = 90.0
 
     @property
     def console_mode(self) -> bool:
@@ -133,6 +135,7 @@ class Settings:
             kie_low_credits=_low_credits(get("KIE_LOW_CREDITS")),
             kie_alert_channel=_one_channel(get("KIE_ALERT_CHANNEL"), "KIE_ALERT_CHANNEL"),
             kie_digest_time=_time_of_day(get("KIE_DIGEST_TIME"), "KIE_DIGEST_TIME"),
+            kie_retention_days=_retention_days(get("KIE_RETENTION_DAYS")),
         )
 
 
@@ -289,6 +292,24 @@ def _low_credits(value: str | None) -> float | None:
     if value is None:
         return None
     return _positive_number(value, "KIE_LOW_CREDITS", 0.0)
+
+
+def _retention_days(value: str | None) -> float:
+    """KIE_RETENTION_DAYS: a number of days, 0 or more (0 keeps everything)."""
+    if value is None:
+        return 90.0
+    try:
+        days = float(value)
+    except ValueError:
+        raise ConfigError(
+            f"KIE_RETENTION_DAYS={value[:20]!r} is not a number of days (0 keeps everything)"
+        ) from None
+    if not math.isfinite(days) or days < 0:
+        raise ConfigError(
+            f"KIE_RETENTION_DAYS={value[:20]!r} is not a number of days, 0 or more "
+            "(0 keeps everything)"
+        )
+    return days
 
 
 def _time_of_day(value: str | None, name: str) -> int | None:

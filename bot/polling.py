@@ -13,6 +13,7 @@ from bot.kie.client import KieClient, KieError
 from bot.kie.products import PRODUCTS
 from bot.metrics import Metrics
 from storage.database import StoreUnavailable
+from storage.health import StoreHealth
 from storage.polls import DuePoll, PollSchedule
 from storage.tasks import TaskStore
 
@@ -42,6 +43,7 @@ class Poller:
         interval: float,
         clock: Callable[[], float] = time.time,
         concurrency: int = 10,
+        health: StoreHealth | None = None,
     ) -> None:
         self._schedule = schedule
         self._tasks = tasks
@@ -51,6 +53,7 @@ class Poller:
         self._clock = clock
         self._slots = asyncio.Semaphore(concurrency)
         self._ticking: asyncio.Task[None] | None = None
+        self._health = health or StoreHealth()
 
     async def tick(self) -> None:
         """Poll every due task (the client keeps kie.ai at 10 requests per second)."""
@@ -71,8 +74,8 @@ class Poller:
     async def _tick(self) -> None:
         try:
             due = await self._schedule.due()
-        except StoreUnavailable as exc:
-            log.error("cannot read the poll schedule: %s", exc)
+        except StoreUnavailable as exc:  # the poll schedule waits; said once a minute
+            self._health.failed(exc)
             return
         await asyncio.gather(*(self._poll(poll) for poll in due))
 
@@ -80,13 +83,8 @@ class Poller:
         async with self._slots:
             try:
                 await self._poll_one(poll)
-            except StoreUnavailable as exc:
-                log.error(
-                    "poll of %s not recorded: %s",
-                    poll.task_id,
-                    exc,
-                    extra={"task_id": poll.task_id},
-                )
+            except StoreUnavailable as exc:  # asked again when its claim runs out
+                self._health.failed(exc)
 
     async def _poll_one(self, poll: DuePoll) -> None:
         if self._clock() >= poll.until:

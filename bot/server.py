@@ -34,11 +34,13 @@ from handlers.ops import Ops
 from handlers.responses import json_error
 from handlers.slack_events import SlackEvents
 from storage.database import StoreUnavailable, open_database, serving_lock
+from storage.health import StoreHealth
 from storage.leases import Leases
 from storage.ledger import AlertStore, UsageStore
 from storage.outbox import Outbox
 from storage.polls import PollSchedule
 from storage.requests import RequestStore
+from storage.retention import Retention
 from storage.routes import RouteStore
 from storage.submissions import SubmissionStore
 from storage.tasks import TaskStore
@@ -61,6 +63,10 @@ SUBMISSIONS = web.AppKey("submissions", SubmissionStore)
 BOLT = web.AppKey("bolt", AsyncApp)
 USAGE = web.AppKey("usage", UsageStore)
 ALERTS = web.AppKey("alerts", AlertStore)
+#: Whether the database answers (one log line a minute while it does not; /healthz).
+HEALTH = web.AppKey("health", StoreHealth)
+#: Deletes old callback events and sent Slack work (KIE_RETENTION_DAYS).
+RETENTION = web.AppKey("retention", Retention)
 #: The guarded session result videos are downloaded through (see bot/video/download.py).
 DOWNLOADS = web.AppKey("downloads", aiohttp.ClientSession)
 
@@ -99,6 +105,7 @@ def create_app(
             if settings.postgres_url is None:
                 held.enter_context(serving_lock(settings.database_path))
             database = await open_database(settings.database_path, settings.postgres_url)
+            app[HEALTH] = database.health
             app[TASKS] = TaskStore(database, clock=clock, save_videos=settings.slack_save_videos)
             app[VIDEOS] = SavedVideos(database, clock=clock)
             app[OUTBOX] = Outbox(database, clock=clock)
@@ -111,6 +118,9 @@ def create_app(
             # Replicas on one PostgreSQL database take turns per channel; SQLite has one process.
             if database.dialect == "postgresql":
                 app[LEASES] = Leases(database, clock=clock)
+            app[RETENTION] = Retention(
+                database, settings.kie_retention_days, clock=clock, leases=app.get(LEASES)
+            )
             yield
             if (leases := app.get(LEASES)) is not None:
                 with contextlib.suppress(StoreUnavailable):
@@ -150,6 +160,7 @@ def create_app(
             pacer=pacer,
             clock=clock,
             videos=app[VIDEOS],
+            health=app[HEALTH],
             transfers=VideoTransfers(app[DOWNLOADS], settings.save_video_max_mb * MEGABYTE)
             if settings.slack_save_videos
             else None,
@@ -215,6 +226,7 @@ def create_app(
             app[METRICS],
             interval=settings.poll_interval,
             clock=clock,
+            health=app[HEALTH],
         )
         await app[SCHEDULE].resume()
         scheduler = start_scheduler(
@@ -237,12 +249,26 @@ def create_app(
             app[CLIENTS].kie,
             on_queued=app[TASKS].outbox_ready.set,
             clock=clock,
+            health=app[HEALTH],
         )
         scheduler = start_scheduler(watch.tick, min(5.0, settings.poll_interval / 2), "spend-watch")
         yield
         scheduler.shutdown(wait=False)
 
-    app.cleanup_ctx.extend([storage, http, delivery, slash_commands, polling, spend])
+    async def keep_small(app: web.Application) -> AsyncIterator[None]:
+        if settings.kie_retention_days <= 0:
+            log.info("KIE_RETENTION_DAYS=0: callback events and sent Slack work are kept for ever")
+            yield
+            return
+        retention = app[RETENTION]
+        scheduler = start_scheduler(
+            retention.tick, min(5.0, settings.poll_interval / 2), "delete-old-events"
+        )
+        yield
+        scheduler.shutdown(wait=False)
+        await retention.finish()
+
+    app.cleanup_ctx.extend([storage, http, delivery, slash_commands, polling, spend, keep_small])
 
     async def slack_socket(app: web.Application) -> AsyncIterator[None]:
         if settings.slack_app_token is None:
@@ -272,9 +298,15 @@ def create_app(
 
     async def handlers(app: web.Application) -> AsyncIterator[None]:
         app[INTAKE] = CallbackIntake(
-            settings, app[TASKS], app[ROUTES], app[METRICS], fallback, clock=clock
+            settings,
+            app[TASKS],
+            app[ROUTES],
+            app[METRICS],
+            fallback,
+            clock=clock,
+            health=app[HEALTH],
         )
-        app[OPS] = Ops(app[TASKS], app[OUTBOX], app[METRICS], clock=clock)
+        app[OPS] = Ops(app[TASKS], app[OUTBOX], app[METRICS], clock=clock, health=app[HEALTH])
         yield
 
     app.cleanup_ctx.append(handlers)

@@ -20,6 +20,7 @@ from bot.kie.products import PRODUCTS
 from bot.slack.blocks import channel_link, code, mention, slack_date
 from bot.usage import amount, model_words, period_start, summarize, usage_lines
 from storage.database import Connection, StoreUnavailable
+from storage.health import StoreHealth
 from storage.ledger import AlertStore, UsageStore
 from storage.outbox import enqueue_message
 
@@ -53,6 +54,7 @@ class SpendWatch:
         *,
         on_queued: Callable[[], None],
         clock: Callable[[], float] = time.time,
+        health: StoreHealth | None = None,
     ) -> None:
         self._settings = settings
         self._usage = usage
@@ -62,6 +64,7 @@ class SpendWatch:
         self._clock = clock
         self._asked_at = float("-inf")
         self._digest_done: str | None = None
+        self._health = health or StoreHealth()
 
     async def tick(self) -> None:
         """Do what is due now: ask the credits, post the digest."""
@@ -76,8 +79,8 @@ class SpendWatch:
                 await self.check_credits()
             if self._settings.digest_minute is not None:
                 await self.digest_if_due(now)
-        except StoreUnavailable as exc:
-            log.error("spend watch: the store is unavailable: %s", exc)
+        except StoreUnavailable as exc:  # tried again at the next tick; said once a minute
+            self._health.failed(exc)
 
     async def _credits(self) -> float | None:
         if self._kie is None:

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -16,6 +16,7 @@ from bot.kie.signature import signature_problem
 from bot.metrics import Metrics
 from handlers.responses import json_error
 from storage.database import StoreUnavailable
+from storage.health import StoreHealth
 from storage.routes import RouteStore
 from storage.tasks import TaskStore
 
@@ -30,7 +31,8 @@ _DUPLICATE = b'{"status":"duplicate"}'
 
 @dataclass(frozen=True, slots=True)
 class CallbackIntake:
-    """What the callback route needs: settings, the stores, metrics and a clock."""
+    """What the callback route needs: settings, the stores, metrics, a clock, and the
+    database's health (told of each callback refused because the store cannot write)."""
 
     settings: Settings
     tasks: TaskStore
@@ -38,12 +40,13 @@ class CallbackIntake:
     metrics: Metrics
     fallback_channel: str | None
     clock: Callable[[], float] = time.time
+    health: StoreHealth = field(default_factory=StoreHealth)
 
     async def handle(self, request: web.Request) -> web.Response:
         slug = request.match_info["product"]
         started = time.perf_counter()
         response = await self._handle(request, slug)
-        if response.status >= 400:
+        if response.status >= 400 and response.status != 503:  # 503s: said by `health`
             log.warning(
                 "callback to %r from %s refused with %d: %s",
                 request.path[:200],
@@ -65,7 +68,7 @@ class CallbackIntake:
             try:
                 channel = await self.routes.channel_for(token)
             except StoreUnavailable as exc:
-                return _unavailable(exc)
+                return self._unavailable(exc)
             if channel is None:
                 return json_error(
                     404, "unknown callback route; run /kie url in Slack for a valid one"
@@ -95,7 +98,7 @@ class CallbackIntake:
         try:
             applied = await self.tasks.apply(update, channel=channel)
         except StoreUnavailable as exc:
-            return _unavailable(exc, update.task_id)
+            return self._unavailable(exc)
         if applied.duplicate:
             log.info(
                 "duplicate %s callback for %r",
@@ -117,6 +120,11 @@ class CallbackIntake:
             )
         return _answer(_RECEIVED)
 
+    def _unavailable(self, exc: StoreUnavailable) -> web.Response:
+        """503: kie.ai retries. The log says so once a minute, with a count, not per callback."""
+        self.health.refused(exc)
+        return json_error(503, "the store cannot write now; retry later")
+
 
 async def _read_limited(request: web.Request) -> bytes | None:
     """The body, or None when it is over `MAX_BODY_BYTES`."""
@@ -134,8 +142,3 @@ async def _read_limited(request: web.Request) -> bytes | None:
 
 def _answer(body: bytes) -> web.Response:
     return web.Response(body=body, content_type="application/json", charset="utf-8")
-
-
-def _unavailable(exc: Exception, task_id: str | None = None) -> web.Response:
-    log.error("store unavailable, answering 503: %s", exc, extra={"task_id": task_id})
-    return json_error(503, "the store cannot write now; retry later")

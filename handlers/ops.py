@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from bot.metrics import CONTENT_TYPE, Metrics
 from handlers.responses import json_answer
 from storage.database import StoreUnavailable
+from storage.health import StoreHealth
 from storage.outbox import Outbox
 from storage.tasks import TaskStore
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +24,15 @@ class Ops:
     outbox: Outbox
     metrics: Metrics
     clock: Callable[[], float] = time.time
+    health: StoreHealth = field(default_factory=StoreHealth)
 
     async def healthz(self, request: web.Request) -> web.Response:
+        """200 while the database answers; 503 while it does not (reads, or during an outage
+        that writes met, an empty write: its commit also ends the outage)."""
         try:
-            await self.tasks.ping()
+            await self.tasks.ping(write=self.health.down)
         except StoreUnavailable as exc:
-            log.error("health check: database does not answer: %s", exc)
+            self.health.failed(exc)
             return json_answer({"status": "unavailable", "error": str(exc)}, status=503)
         return json_answer({"status": "ok"})
 
@@ -39,7 +40,7 @@ class Ops:
         try:
             stats = await self.outbox.stats()
         except StoreUnavailable as exc:
-            log.error("metrics: database does not answer: %s", exc)
+            self.health.failed(exc)
             page = self.metrics.render(None, None)
         else:
             oldest = stats.oldest_pending_at

@@ -23,6 +23,8 @@ from typing import Any, Protocol, TypeVar, cast
 
 import aiosqlite
 
+from storage.health import StoreHealth
+
 log = logging.getLogger(__name__)
 
 #: How long a write waits for another connection's lock before the store counts as unavailable.
@@ -323,6 +325,8 @@ class Database:
     def __init__(self) -> None:
         self._writes: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
         self._writer: asyncio.Task[None] | None = None
+        #: Whether the database answers: told by every write group, read by `/healthz`.
+        self.health = StoreHealth()
 
     @staticmethod
     async def open(path: Path) -> Database:
@@ -362,6 +366,7 @@ class Database:
                 results = await self.run(functools.partial(_in_transaction, self.begin, _all(fns)))
             except Exception as exc:
                 if isinstance(exc, StoreUnavailable) and self.blocked(exc):
+                    self.health.failed(exc)
                     for _, future in batch:  # locked, full, gone: no write can pass now
                         _settle(future, error=exc)
                 else:  # one write failed and the batch was rolled back
@@ -373,6 +378,7 @@ class Database:
                 raise
             for (_, future), result in zip(batch, results, strict=True):
                 _settle(future, result=result)
+            self.health.answered()
             self.committed()
 
     def committed(self) -> None:
@@ -629,6 +635,9 @@ def _checkpoint(conn: Connection) -> int:
 def _prepare(connection: Connection) -> None:
     conn = cast(sqlite3.Connection, connection)  # opening a SQLite file
     conn.row_factory = sqlite3.Row
+    # A new file gives the pages of deleted rows back (storage.retention); before WAL mode, which
+    # writes the file's header. An existing file keeps its mode until one VACUUM (retention).
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_LIMIT_PAGES}")  # see SqliteDatabase.committed

@@ -432,21 +432,6 @@ class Outbox:
 
         return await self._db.run(read)
 
-    async def prune(self, older_than: float) -> int:
-        """Delete sent and skipped rows finished more than `older_than` seconds ago; how many.
-
-        Failed rows stay for an operator to look at.
-        """
-        cutoff = self._clock() - older_than
-        return await self._db.write(
-            lambda conn: (
-                conn.execute(
-                    "DELETE FROM outbox WHERE status IN ('done', 'skipped') AND done_at < ?",
-                    (cutoff,),
-                ).rowcount
-            )
-        )
-
     async def _finish(self, row: OutboxRow, status: str, note: str) -> None:
         params = (status, note[:500], self._clock(), row.id)
         await self._db.write(

@@ -175,9 +175,12 @@ class TaskStore:
             return None
         return RecordedEvent(event_update(row), float(row["received_at"]))
 
-    async def ping(self) -> None:
-        """Raise `StoreUnavailable` unless the database answers a read."""
+    async def ping(self, *, write: bool = False) -> None:
+        """Raise `StoreUnavailable` unless the database answers a read (and with `write`, takes
+        an empty write transaction: reads may pass while writes do not, e.g. a locked SQLite)."""
         await self._db.fetchone("SELECT 1")
+        if write:
+            await self._db.write(lambda conn: None)
 
 
 class BesideTasks:

@@ -22,6 +22,7 @@ from bot.config import Settings
 from bot.kie.signature import signed_headers
 from bot.server import create_app
 from bot.slack.delivery import ChannelPacer
+from storage.database import Database, open_database
 from tests.fakes.kie import Answer, FakeKie, fixture_answer
 from tests.fakes.server import LocalServer
 from tests.fakes.slack import FakeSlack
@@ -165,6 +166,27 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     yield urlunsplit(urlsplit(postgres_server)._replace(path=f"/{name}"))
     with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+#: Opens a connection to the test's one fresh database (`opener`); call it again for another
+#: connection to the same database, as a second replica would have.
+Opener = Callable[[], Awaitable[Database]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def opener(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    """The stores' tests on every backend: a SQLite file, and a fresh PostgreSQL database."""
+    opened: list[Database] = []
+    postgres = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+
+    async def open_() -> Database:
+        database = await open_database(tmp_path / "store.db", postgres)
+        opened.append(database)
+        return database
+
+    yield open_
+    for database in opened:
+        await database.close()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from storage.outbox import Outbox, OutboxRow
 from storage.tasks import TaskStore
 from storage.videos import SavedVideos
 from tests.conftest import Clock, load
-from tests.test_storage import opener  # noqa: F401  (the backends' fixture)
 
 TASK = "veo_task_3f9c2a7b1d4e"
 
@@ -51,7 +50,7 @@ async def drain_posts(
     return kinds
 
 
-async def test_a_video_waits_for_its_root_and_posts_never_wait_for_it(opener):  # noqa: F811
+async def test_a_video_waits_for_its_root_and_posts_never_wait_for_it(opener):
     db = await opener()
     clock = Clock()
     tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)
@@ -66,7 +65,7 @@ async def test_a_video_waits_for_its_root_and_posts_never_wait_for_it(opener):  
     assert await outbox.pending_channels() == []
 
 
-async def test_news_queues_only_new_videos_after_their_reply(opener):  # noqa: F811
+async def test_news_queues_only_new_videos_after_their_reply(opener):
     db = await opener()
     clock = Clock()
     tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)
@@ -87,7 +86,7 @@ async def test_news_queues_only_new_videos_after_their_reply(opener):  # noqa: F
     assert await outbox.video_head("C1") is None
 
 
-async def test_saving_off_queues_no_video_and_a_follower_gets_the_known_ones(opener):  # noqa: F811
+async def test_saving_off_queues_no_video_and_a_follower_gets_the_known_ones(opener):
     db = await opener()
     clock = Clock()
     outbox, tasks = Outbox(db, clock=clock), TaskStore(db, clock=clock)
@@ -100,7 +99,7 @@ async def test_saving_off_queues_no_video_and_a_follower_gets_the_known_ones(ope
     assert row is not None and row.text is not None and row.text.endswith("_0.mp4")
 
 
-async def saved_row(opener) -> tuple[Outbox, SavedVideos, OutboxRow, Clock]:  # noqa: F811
+async def saved_row(opener) -> tuple[Outbox, SavedVideos, OutboxRow, Clock]:
     db = await opener()
     clock = Clock()
     tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)
@@ -112,7 +111,7 @@ async def saved_row(opener) -> tuple[Outbox, SavedVideos, OutboxRow, Clock]:  # 
     return outbox, videos, row, clock
 
 
-async def test_a_saved_video_finishes_its_row_and_updates_the_card(opener):  # noqa: F811
+async def test_a_saved_video_finishes_its_row_and_updates_the_card(opener):
     outbox, videos, row, _ = await saved_row(opener)
     [pending] = (await videos.outcomes("veo", TASK, "C1")).values()
     assert pending.state is SaveState.PENDING
@@ -127,7 +126,7 @@ async def test_a_saved_video_finishes_its_row_and_updates_the_card(opener):  # n
     assert (record.saved, record.file_id, record.size) == (True, "F1", 1234)
 
 
-async def test_a_refusal_an_operator_fixes_updates_the_card_each_time(opener):  # noqa: F811
+async def test_a_refusal_an_operator_fixes_updates_the_card_each_time(opener):
     outbox, videos, row, clock = await saved_row(opener)
     await videos.not_saved(row, "missing_scope", "The app lacks files:write.", operator=True)
     [entry] = [e for e in await outbox.entries() if e.kind == "video"]
@@ -143,7 +142,7 @@ async def test_a_refusal_an_operator_fixes_updates_the_card_each_time(opener):  
     assert await drain_posts(outbox, "C1") == ["update"], "the card is updated once more"
 
 
-async def test_a_file_retried_later_holds_up_only_its_own_thread(opener):  # noqa: F811
+async def test_a_file_retried_later_holds_up_only_its_own_thread(opener):
     db = await opener()
     clock = Clock()
     tasks, outbox = TaskStore(db, clock=clock, save_videos=True), Outbox(db, clock=clock)

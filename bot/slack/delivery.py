@@ -33,6 +33,7 @@ from bot.video.errors import TransferError
 from bot.video.saved import SavedVideo, SaveState
 from bot.video.transfer import open_video
 from storage.database import StoreUnavailable
+from storage.health import StoreHealth
 from storage.leases import Leases
 from storage.outbox import Outbox, OutboxRow
 from storage.tasks import TaskStore
@@ -42,9 +43,6 @@ log = logging.getLogger(__name__)
 
 #: An `ok: false` error the code does not know is tried this many times, then kept as failed.
 MAX_UNKNOWN_ATTEMPTS = 5
-#: Sent rows are kept this long (for a look at what went out), then deleted.
-KEEP_SENT_ROWS = 7 * 86400.0
-PRUNE_EVERY = 3600.0
 #: The shortest time between two looks for channels with work: under a stream of callbacks,
 #: each look is a read of the outbox, and a new channel's first post waits at most this long.
 SCAN_INTERVAL = 0.1
@@ -61,6 +59,9 @@ OUTAGE_LOG_EVERY = 60.0
 FILE_TROUBLE_LOG_EVERY = 60.0
 #: Files transferred at once, over all channels (each streams through a fixed-size buffer).
 MAX_TRANSFERS = 2
+#: While the store cannot record a row that Slack accepted, it is tried again at most this far
+#: apart (seconds): a row left pending would be sent twice.
+MAX_RECORD_WAIT = 5.0
 
 T = TypeVar("T")
 
@@ -203,7 +204,8 @@ class Delivery:
 
     `retry_hours` is how long a row keeps being retried through passing trouble (429, 5xx,
     network) after it was written. `videos` records what became of each result file and feeds
-    the cards; `transfers` (None when saving is off) fetches the files to save.
+    the cards; `transfers` (None when saving is off) fetches the files to save. `health` hears
+    of the store's trouble (said once a minute, not once per look at the outbox).
     """
 
     def __init__(
@@ -218,8 +220,10 @@ class Delivery:
         clock: Callable[[], float] = time.time,
         videos: SavedVideos | None = None,
         transfers: VideoTransfers | None = None,
+        health: StoreHealth | None = None,
     ) -> None:
         self._outbox = outbox
+        self._health = health or StoreHealth()
         self._leases = leases
         self._tasks = tasks
         self._gateway = gateway
@@ -266,17 +270,13 @@ class Delivery:
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _run(self) -> None:
-        pruned_at = renewed_at = 0.0
+        renewed_at = 0.0
         while not self._stopping.is_set():
             self._wake.clear()
             if self._leases is not None and self._clock() - renewed_at > RENEW_EVERY:
                 renewed_at = self._clock()
                 with contextlib.suppress(StoreUnavailable):
                     await self._leases.renew_all()
-            if self._clock() - pruned_at > PRUNE_EVERY:
-                pruned_at = self._clock()
-                with contextlib.suppress(StoreUnavailable):
-                    await self._outbox.prune(older_than=KEEP_SENT_ROWS)
             for lane in self._lanes:
                 await self._start_lanes(lane)
             await asyncio.sleep(SCAN_INTERVAL)  # wake-ups during a burst make one scan
@@ -289,26 +289,20 @@ class Delivery:
             return
         lane.scanned_at = time.monotonic()
         try:
-            channels = await lane.channels()
-        except StoreUnavailable as exc:
-            log.error("outbox unreadable, retrying in 5 s: %s", exc)
+            for channel in await lane.channels():
+                if channel not in lane.running and await self._claim(lane, channel):
+                    lane.running[channel] = asyncio.create_task(
+                        self._drain(lane, channel), name=f"{lane.name}-{channel}"
+                    )
+        except StoreUnavailable as exc:  # looked at again in 5 s
+            self._health.failed(exc)
             await self._sleep(5)
-            return
-        for channel in channels:
-            if channel not in lane.running and await self._claim(lane, channel):
-                lane.running[channel] = asyncio.create_task(
-                    self._drain(lane, channel), name=f"{lane.name}-{channel}"
-                )
 
     async def _claim(self, lane: Lane, channel: str) -> bool:
         """Whether this process may work `channel`'s lane now (one replica per channel)."""
         if self._leases is None:
             return True
-        try:
-            return await self._leases.claim(f"{lane.name}:{channel}")
-        except StoreUnavailable as exc:
-            log.error("cannot claim %s: %s", channel, exc, extra={"channel": channel})
-            return False
+        return await self._leases.claim(f"{lane.name}:{channel}")
 
     async def _drain(self, lane: Lane, channel: str) -> None:
         """Send `channel`'s rows of `lane`, oldest first, until none is left or due."""
@@ -329,8 +323,8 @@ class Delivery:
                     continue
                 async with lane.slots or contextlib.nullcontext():
                     await self._deliver(row)
-        except StoreUnavailable as exc:
-            log.error("outbox unreadable for %s: %s", channel, exc, extra={"channel": channel})
+        except StoreUnavailable as exc:  # the channel is taken up again in 5 s
+            self._health.failed(exc)
             await self._sleep(5)
         except Exception:
             log.exception("%s of %s stopped by an unexpected error", lane.name, channel)
@@ -432,7 +426,7 @@ class Delivery:
         if row.kind == "message":  # the bot's own message to a channel (an alert, a digest)
             message = build_channel_message(row.text or "")
             await self._post(row, lambda image: message)
-            await self._outbox.done(row)
+            await self._recorded(lambda: self._outbox.done(row))
             return
         root_ts, shown = await self._outbox.thread(row)
         if row.event_id is not None and shown is not None and row.event_id <= shown:
@@ -456,7 +450,7 @@ class Delivery:
                 return notice
 
         await self._post(row, render, thread_ts=root_ts)
-        await self._outbox.done(row)
+        await self._recorded(lambda: self._outbox.done(row))
 
     async def _send_root(self, row: OutboxRow) -> None:
         """Post the task's card as its root in the row's channel, once."""
@@ -480,8 +474,8 @@ class Delivery:
             return build_task_message(task, with_image=image, saved=saved)
 
         ts = await self._post(row, render)
-        await self._queue_whole_text(row, task)
-        await self._outbox.done(row, root_ts=ts, shown_event=shown_event)
+        await self._recorded(lambda: self._queue_whole_text(row, task))
+        await self._recorded(lambda: self._outbox.done(row, root_ts=ts, shown_event=shown_event))
 
     async def _send_update(self, row: OutboxRow, root_ts: str | None) -> None:
         task = await self._tasks.get(row.family, row.task_id)
@@ -499,8 +493,23 @@ class Delivery:
         await self._without_image_if_refused(
             row, render, lambda message: self._gateway.update(row.channel, root_ts, message)
         )
-        await self._queue_whole_text(row, task)
-        await self._outbox.done(row)
+        await self._recorded(lambda: self._queue_whole_text(row, task))
+        await self._recorded(lambda: self._outbox.done(row))
+
+    async def _recorded(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Record what Slack has just accepted: while the store does not answer, try again
+        (a row left pending would be sent twice), until the worker stops."""
+        wait = 0.1
+        while True:
+            try:
+                await write()
+                return
+            except StoreUnavailable as exc:
+                if self._stopping.is_set():
+                    raise
+                self._health.failed(exc)
+                await self._sleep(wait)
+                wait = min(MAX_RECORD_WAIT, wait * 2)
 
     async def _queue_whole_text(self, row: OutboxRow, task: Task) -> None:
         """A result that is text too long for its card: the whole text into the card's thread,

@@ -289,20 +289,3 @@ async def test_a_late_failure_does_not_hide_a_delivered_video(start_bot, fake_sl
     await eventually(lambda: root.updates)
     assert "3f9c2a7b1d4e_0.mp4" in root.content
     assert "ready" in root.text.lower()
-
-
-async def test_sent_rows_are_pruned_after_a_week_failed_ones_kept(start_bot, fake_slack):
-    from bot.server import OUTBOX
-
-    fake_slack.channel_errors["CGONE"] = "channel_not_found"
-    bot = await start_bot(fake_slack, kie_default_channel=CHANNEL)
-    await bot.callback("veo", load("veo-success.json"))
-    await eventually(lambda: outbox_rows(bot) == [("root", CHANNEL, "done")])
-    with sqlite3.connect(bot.settings.database_path) as db:
-        db.execute("UPDATE outbox SET done_at = done_at - 8 * 86400")
-        db.execute(
-            "INSERT INTO outbox (key, kind, channel, family, task_id, status, next_attempt_at,"
-            " created_at, done_at) VALUES ('k', 'root', 'CGONE', 'veo', 't', 'failed', 0, 0, 0)"
-        )
-    assert await bot.app[OUTBOX].prune(older_than=7 * 86400) == 1
-    assert outbox_rows(bot) == [("root", "CGONE", "failed")]
