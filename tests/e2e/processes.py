@@ -74,9 +74,13 @@ class BotProcess:
         self._log_file.close()
 
     def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait: the exit status (its log printed when it is not 0, for the
+        report of the test that fails on it)."""
         self.process.send_signal(signal.SIGTERM)
         code = self.process.wait(timeout)
         self._log_file.close()
+        if code != 0:
+            print(f"bot on port {self.port} exited with {code}:\n{self.output()[-4000:]}")
         return code
 
 
