@@ -315,3 +315,44 @@ async def test_a_suno_task_moves_through_its_stages_in_one_root(saving, fake_sla
     final = json.dumps(root.updates[-1]).lower()
     assert "2 tracks" in final and "video" not in final
     assert stored(bot, "SELECT state, stage FROM tasks") == [("succeeded", "complete")]
+
+
+# --- routes and following ---------------------------------------------------------------------
+
+ROUTED = {
+    "aleph": "aleph-success.json",
+    "mj": "mj-success.json",
+    "4o-image": "4o-image-success.json",
+    "flux-kontext": "flux-kontext-success.json",
+    "suno": "suno-complete.json",
+}
+
+
+@pytest.mark.parametrize("product", NEW_PRODUCTS)
+async def test_each_new_product_has_a_callback_url_that_posts_into_its_channel(
+    start_bot, fake_slack, product
+):
+    bot = await start_bot(fake_slack, public_url="https://bot.example.com")
+    _, answer = await slash(bot, fake_slack, "url", channel="C0ROUTED")
+    prefix = f"https://bot.example.com/callbacks/{product}/"
+    assert prefix in answer["text"]
+    token = answer["text"].split(prefix)[1].split("`")[0]
+    body = load(ROUTED[product])
+    assert await bot.callback(product, body, route=token) == (200, {"status": "received"})
+    [root] = await eventually(lambda: fake_slack.roots("C0ROUTED"))
+    assert task_id_of(body) in root.content
+
+
+async def test_poll_follows_a_midjourney_task_until_its_grid(start_bot, fake_slack, fake_kie):
+    task_id = "4edb3c5XXXXX75e3f0aa5cc"  # the fixtures' own
+    fake_kie.script(
+        "/api/v1/mj/record-info",
+        task_id,
+        poll("mj-record-info-generating.json"),
+        poll("mj-record-info-success.json"),
+    )
+    bot = await start_bot(fake_slack, fake_kie)
+    await slash(bot, fake_slack, f"poll {task_id} mj", channel="C0FOLLOW")
+    [root] = await eventually(lambda: fake_slack.roots("C0FOLLOW"))
+    await eventually(lambda: len(image_blocks(root)) == 4, timeout=15)
+    assert "Midjourney images ready" in root.content and "video" not in root.content.lower()
