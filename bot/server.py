@@ -15,10 +15,11 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.home import HomeTab
 from bot.kie.client import KieClient
 from bot.metrics import Metrics
 from bot.polling import Poller, start_scheduler
-from bot.slack.bolt import build_bolt, register_generate
+from bot.slack.bolt import build_bolt, register_generate, register_home
 from bot.slack.console import ConsoleGateway
 from bot.slack.delivery import ChannelPacer, Delivery, VideoTransfers
 from bot.slack.gateway import SlackGateway, WebApiGateway
@@ -30,6 +31,7 @@ from handlers.actions import Actions
 from handlers.callbacks import CallbackIntake
 from handlers.commands import Commands
 from handlers.generate import Generate
+from handlers.home import HomeOpened
 from handlers.ops import Ops
 from handlers.responses import json_error
 from handlers.slack_events import SlackEvents
@@ -38,6 +40,7 @@ from storage.health import StoreHealth
 from storage.leases import Leases
 from storage.ledger import AlertStore, UsageStore
 from storage.outbox import Outbox
+from storage.people import People
 from storage.polls import PollSchedule
 from storage.requests import RequestStore
 from storage.retention import Retention
@@ -63,6 +66,8 @@ SUBMISSIONS = web.AppKey("submissions", SubmissionStore)
 BOLT = web.AppKey("bolt", AsyncApp)
 USAGE = web.AppKey("usage", UsageStore)
 ALERTS = web.AppKey("alerts", AlertStore)
+#: Each person's Home tab and choice of direct messages.
+PEOPLE = web.AppKey("people", People)
 #: Whether the database answers (one log line a minute while it does not; /healthz).
 HEALTH = web.AppKey("health", StoreHealth)
 #: Deletes old callback events and sent Slack work (KIE_RETENTION_DAYS).
@@ -115,6 +120,7 @@ def create_app(
             app[SUBMISSIONS] = SubmissionStore(database, app[TASKS], clock=clock)
             app[USAGE] = UsageStore(database, clock=clock)
             app[ALERTS] = AlertStore(database, clock=clock)
+            app[PEOPLE] = People(database, clock=clock, on_queued=app[TASKS].outbox_ready.set)
             # Replicas on one PostgreSQL database take turns per channel; SQLite has one process.
             if database.dialect == "postgresql":
                 app[LEASES] = Leases(database, clock=clock)
@@ -161,6 +167,15 @@ def create_app(
             clock=clock,
             videos=app[VIDEOS],
             health=app[HEALTH],
+            home=HomeTab(
+                settings,
+                app[TASKS],
+                app[USAGE],
+                app[OUTBOX],
+                app[PEOPLE],
+                app[CLIENTS].kie,
+                clock=clock,
+            ),
             transfers=VideoTransfers(app[DOWNLOADS], settings.save_video_max_mb * MEGABYTE)
             if settings.slack_save_videos
             else None,
@@ -201,11 +216,13 @@ def create_app(
                 clock=clock,
                 generate=generate,
                 usage=app[USAGE],
+                people=app[PEOPLE],
             )
             app[BOLT] = build_bolt(
                 settings.slack_signing_secret or "", app[CLIENTS].slack, commands, actions
             )
             register_generate(app[BOLT], generate)
+            register_home(app[BOLT], HomeOpened(app[PEOPLE]), generate)
             # Socket Mode alone needs no signing secret; /slack/events then keeps answering 503.
             if settings.slack_signing_secret is not None:
                 slack_events.bolt = app[BOLT]

@@ -21,6 +21,7 @@ from bot.task import Task, TaskUpdate
 from bot.usage import PERIODS, Period, model_words, period_start, summarize, usage_lines
 from storage.database import StoreUnavailable
 from storage.ledger import UsageStore
+from storage.people import People
 from storage.polls import PollSchedule
 from storage.routes import RouteStore
 from storage.tasks import TaskStore
@@ -42,6 +43,7 @@ USAGE = f"""*/kie* — kie.ai generations in Slack: videos, images and music
 • `/kie url` — the callback URLs that post into this channel (paste one as `callBackUrl`)
 • `/kie credits` — remaining kie.ai credits
 • `/kie usage [today|week|month]` — generations started from Slack and what they cost (only you see it)
+• `/kie notify off`, `/kie notify on` — stop or restart the direct message when a generation of yours is done
 • `/kie veo <prompt>`, `/kie runway <prompt>` — start a video here (costs kie.ai credits)
 • `/kie image <prompt>` — start an image here with the bot's image model (costs kie.ai credits)
 • `/kie new` — a form to start a video or an image: model, prompt, image, options
@@ -74,6 +76,8 @@ class Commands:
     generate: Generate | None = None
     #: The usage ledger, for `/kie usage`; None where the bot keeps none.
     usage: UsageStore | None = None
+    #: Each person's choice of direct messages, for `/kie notify`; None where the bot has none.
+    people: People | None = None
 
     async def handle(self, ack: Ack, command: dict[str, Any], respond: Respond) -> None:
         """Answer one `/kie` invocation; never raises for anything the user typed."""
@@ -120,6 +124,8 @@ class Commands:
                 await self._url(reply, channel, user)
             elif sub == "credits":
                 await self._credits(reply)
+            elif sub == "notify":
+                await self._notify(reply, args, user)
             elif sub == "usage":
                 await self._usage(reply, args, user)
             else:
@@ -273,6 +279,30 @@ class Commands:
             lines.append("_Credits left: unknown (KIE_API_KEY is not set)._")
         message = build_channel_message("\n".join(lines))
         await reply.say(message.text, message.blocks)
+
+    # --- notify --------------------------------------------------------------------------------
+
+    async def _notify(self, reply: Reply, args: list[str], user: str) -> None:
+        """`/kie notify off|on`: whether the caller gets a direct message when a generation of
+        theirs is done; with no word, what it is now."""
+        if self.people is None or not user:
+            raise Unusable("Direct messages are not available in this bot.")
+        word = args[0].lower() if len(args) == 1 else ""
+        if args and word not in ("on", "off"):
+            raise Unusable("Type `/kie notify off` or `/kie notify on`.")
+        if word:
+            await self.people.set_dm(user, word == "on")
+        on = await self.people.wants_dm(user) if not word else word == "on"
+        if on:
+            await reply.say(
+                "You get a direct message when a generation you started is done, with a link "
+                "to its thread. `/kie notify off` stops them."
+            )
+        else:
+            await reply.say(
+                "No direct messages when your generations are done; their results still come "
+                "into their threads. `/kie notify on` turns them back on."
+            )
 
     # --- helpers -------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""Starting generations from Slack: `/kie veo|runway|image <prompt>`, the `/kie new` form, a
-card's `Again` and `Extend`, and a Midjourney grid's `Upscale n` and `Vary n`.
+"""Starting generations from Slack: `/kie veo|runway|image <prompt>`, the `/kie new` form (also
+opened on a message by the shortcut "Make a video from this"), a card's `Again` and `Extend`,
+and a Midjourney grid's `Upscale n` and `Vary n`.
 
 Each way ends in `Generate._start`: claim the submission's keys (so Slack's retries and double
 clicks start nothing twice), ask kie.ai with this channel's callback route as `callBackUrl`,
@@ -14,7 +15,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from slack_bolt.context.respond.async_respond import AsyncRespond
@@ -38,6 +39,7 @@ from bot.kie.submit import (
 )
 from bot.slack.blocks import escape, mention
 from bot.slack.buttons import is_mj_grid, read_button_value, read_mj_action
+from bot.slack.files import StartImageError, hand_over
 from bot.slack.forms import (
     ASPECT,
     DURATION,
@@ -45,9 +47,19 @@ from bot.slack.forms import (
     MODEL,
     PROMPT,
     QUALITY,
+    FormValues,
     build_extend_form,
     build_new_form,
     read_form,
+)
+from bot.slack.from_message import (
+    SlackImage,
+    build_from_message_form,
+    chosen_image,
+    image_problem,
+    image_to_check,
+    read_shortcut,
+    under_of,
 )
 from bot.task import State, Task, TaskUpdate
 from bot.usage import ledger_start, limit_refusal, limits_of
@@ -186,11 +198,29 @@ class Generate:
             return
         await reply.done()
 
+    async def from_message(self, ack: Ack, body: Mapping[str, Any], respond: Any) -> None:
+        """The message shortcut: the `/kie new` form with the message's text as the prompt and
+        its image offered as the start image; the task goes into the message's thread."""
+        await ack()
+        say = _clicker(respond)
+        used_on = read_shortcut(body)
+        refused = self.refusal(used_on.channel) if used_on.channel else "Use it on a message."
+        if refused or self.slack is None:
+            await say(refused or "The form needs SLACK_BOT_TOKEN; the bot runs in console mode.")
+            return
+        view = build_from_message_form(
+            self.catalog, used_on, _text(body.get("response_url")) or None
+        )
+        problem = await self._open(_text(body.get("trigger_id")), view)
+        if problem:
+            await say(f"{problem} Use the shortcut again.")
+
     async def form_submitted(self, ack: Ack, body: Mapping[str, Any]) -> None:
         """The `/kie new` form: errors go back into the form, next to their field."""
         view = body.get("view")
         form = read_form(view)
         values = form.values
+        image = chosen_image(view)  # the message's image, from the shortcut
         view_id = _text(view.get("id")) if isinstance(view, Mapping) else ""
         user = _text(_get(body, "user", "id"))
         spec = self.catalog.get(values.get(MODEL) or "")
@@ -205,23 +235,44 @@ class Generate:
             request = build_request(
                 spec,
                 values.get(PROMPT) or "",
-                image_url=values.get(IMAGE),
+                image_url=image_to_check(values.get(IMAGE), image),
                 duration=_number(values.get(DURATION)),
                 aspect_ratio=values.get(ASPECT),
                 quality=values.get(QUALITY),
             )
         except RequestError as exc:
-            await ack(response_action="errors", errors={exc.field: str(exc)})
+            named, problem = image_problem(exc, image)
+            await ack(response_action="errors", errors={named: problem})
             return
         if not view_id or not user:
             await ack(response_action="errors", errors={PROMPT: "Slack sent an incomplete form."})
             return
         await ack()
         say = _responder(form.response_url)
-        await self._guarded(
-            say,
-            self._start(say, request, form.channel, user, Claim((f"view:{view_id}",))),
-        )
+        claim = Claim((f"view:{view_id}",))
+        await self._guarded(say, self._form_start(say, request, form, user, claim, image))
+
+    async def _form_start(
+        self,
+        say: Say,
+        request: GenerationRequest,
+        form: FormValues,
+        user: str,
+        claim: Claim,
+        image: SlackImage | None,
+    ) -> None:
+        """Start the form's request, into the thread of the shortcut's message if it has one;
+        the message's image, when chosen, is handed to kie.ai first (fetched from Slack,
+        uploaded to kie.ai) and its link sent as the image."""
+        if image is not None:
+            assert self.slack is not None and self.client is not None  # the form opened
+            try:
+                url = await hand_over(self.slack, self.client, image)
+            except StartImageError as exc:
+                await say(f"The message's image could not be used: {exc} Nothing was started.")
+                return
+            request = replace(request, image_url=url)
+        await self._start(say, request, form.channel, user, claim, under=under_of(form.metadata))
 
     # --- Again and Extend on a card ------------------------------------------------------------
 
@@ -365,9 +416,11 @@ class Generate:
         origin: str | None = None,
         origin_link: str | None = None,
         thread: tuple[str, str] | None = None,
+        under: str | None = None,
     ) -> None:
         """Claim (and count against the daily limits), ask kie.ai, record the task and start
-        polling; tell `say` how it went."""
+        polling; tell `say` how it went. The task's root goes into the thread of another task
+        (`thread`), of the message `under` (a shortcut's), or starts its own."""
         try:
             held = await self.submissions.claim(
                 claim, channel, user, start=ledger_start(request, user, channel), limits=self.limits
@@ -417,7 +470,7 @@ class Generate:
         note = _thread_note(user, request, task_id) if thread is not None else None
         try:
             await self.submissions.started(
-                claim, update, channel, started, thread=thread, note=note
+                claim, update, channel, started, thread=thread, note=note, under=under
             )
         except StoreUnavailable as exc:
             log.error(
@@ -436,6 +489,8 @@ class Generate:
         except StoreUnavailable as exc:  # then by the quiet-task poll, ten minutes on
             log.warning("task %s: polling not scheduled: %s", task_id, exc)
         where = _where(request) if thread else "into its thread here"
+        if under and not thread:
+            where = "into the thread of the message you started it from"
         await say(
             f"Started {escape(request.summary())} as task `{escape(task_id)}`: the result comes "
             f"{where}. kie.ai charges its credits for it (`/kie credits` shows what is left)."

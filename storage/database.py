@@ -266,6 +266,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_video_threads ON outbox (family, task_id, channel, id)
         WHERE status = 'pending' AND kind = 'video';
     """,
+    # 12: a home in Slack: each person's tasks found by who asked (the Home tab), whether they
+    # want a direct message when one ends (`/kie notify off|on`), and the message whose thread a
+    # task's card goes into when it is not the task's own (the message shortcut).
+    """
+    CREATE INDEX tasks_by_requester ON tasks (requested_by, updated_at)
+        WHERE requested_by IS NOT NULL;
+    CREATE TABLE dm_settings (
+        user_id    TEXT PRIMARY KEY,
+        enabled    INTEGER NOT NULL,
+        changed_at REAL NOT NULL
+    );
+    ALTER TABLE task_channels ADD COLUMN thread_ts TEXT;
+    """,
 )
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 from bot.kie.products import family_products
 from storage.database import Connection, Database, Row
 
-Kind = Literal["root", "reply", "update", "notice", "note", "video", "message"]
+Kind = Literal["root", "reply", "update", "notice", "note", "video", "message", "home", "dm"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,8 @@ class OutboxEntry:
 
 @dataclass(frozen=True, slots=True)
 class OutboxStats:
-    """Rows per status and when the oldest pending row was written (None when none is)."""
+    """Rows per status and since when the oldest pending row waits: since it was written, or
+    made pending again (an operator's retry, a person's Home tab); None when none is."""
 
     counts: dict[str, int]
     oldest_pending_at: float | None
@@ -193,6 +194,47 @@ def enqueue_message(conn: Connection, channel: str, key: str, mrkdwn: str, now: 
     return cursor.rowcount > 0
 
 
+#: A person's Home tab is published at most this often (seconds).
+HOME_EVERY = 10.0
+
+
+def enqueue_home(conn: Connection, user: str, now: float) -> None:
+    """Queue publishing `user`'s Home tab (rendered from the store when it is sent).
+
+    One row per person, made pending again by each change: a change while it waits adds
+    nothing, and it is due no sooner than `HOME_EVERY` after the last publish. `text` counts the
+    changes, so one that comes while the tab is being published gets a publish of its own.
+    """
+    conn.execute(
+        """INSERT INTO outbox (key, kind, channel, family, task_id, event_id, text,
+                               next_attempt_at, created_at)
+           VALUES (?, 'home', ?, '', '', NULL, '1', ?, ?)
+           ON CONFLICT (key) DO UPDATE SET status = 'pending',
+               text = CAST(COALESCE(CAST(outbox.text AS INTEGER), 0) + 1 AS TEXT),
+               next_attempt_at = CASE
+                   WHEN outbox.status = 'pending' THEN outbox.next_attempt_at
+                   WHEN outbox.done_at IS NULL OR outbox.done_at + ? < excluded.next_attempt_at
+                       THEN excluded.next_attempt_at
+                   ELSE outbox.done_at + ? END,
+               attempts = CASE WHEN outbox.status = 'pending' THEN outbox.attempts ELSE 0 END,
+               unknown_errors = CASE WHEN outbox.status = 'pending'
+                   THEN outbox.unknown_errors ELSE 0 END,
+               retry_since = CASE WHEN outbox.status = 'pending'
+                   THEN outbox.retry_since ELSE excluded.created_at END""",
+        (f"home:{user}", user, now, now, HOME_EVERY, HOME_EVERY),
+    )
+
+
+def enqueue_dm(conn: Connection, family: str, task_id: str, channel: str, now: float) -> None:
+    """Queue the direct message that tells the task's requester it ended, once per task.
+
+    `channel` is where the task's root is: the message goes after the channel's earlier posts,
+    so the root it links to is out by then.
+    """
+    key = f"dm:{family}:{task_id}"
+    conn.execute(_INSERT, (key, "dm", channel, family, task_id, None, None, now, now))
+
+
 #: A running task's root shows its progress anew at most this often (seconds).
 PROGRESS_EVERY = 60.0
 
@@ -291,6 +333,16 @@ class Outbox:
         )
         return (found["root_ts"], found["root_event_id"]) if found else (None, None)
 
+    async def parent(self, row: OutboxRow) -> str | None:
+        """The ts of the message whose thread the row's task is in, in its channel: the message
+        a shortcut was used on, else the task's root (or the root it borrows)."""
+        found = await self._db.fetchone(
+            """SELECT COALESCE(thread_ts, root_ts) FROM task_channels
+               WHERE family = ? AND task_id = ? AND channel = ?""",
+            (row.family, row.task_id, row.channel),
+        )
+        return found[0] if found else None
+
     async def borrowed(self, row: OutboxRow) -> bool:
         """True when the row's task posts into another task's thread in its channel (an
         extension of a video): that thread's root is not the task's own card."""
@@ -332,6 +384,20 @@ class Outbox:
                 )
 
         await self._db.write(write)
+
+    async def published(self, row: OutboxRow) -> None:
+        """Mark a Home tab row sent; when a change came while it was being sent (its mark
+        moved on), it stays pending, due `HOME_EVERY` after this publish."""
+        now = self._clock()
+        await self._db.write(
+            lambda conn: conn.execute(
+                """UPDATE outbox SET attempts = attempts + 1, done_at = ?, last_error = NULL,
+                       status = CASE WHEN text = ? THEN 'done' ELSE 'pending' END,
+                       next_attempt_at = ?
+                   WHERE id = ?""",
+                (now, row.text, now + HOME_EVERY, row.id),
+            )
+        )
 
     async def skip(self, row: OutboxRow, reason: str) -> None:
         """Mark `row` as needing no call (its news was already shown)."""
@@ -426,7 +492,7 @@ class Outbox:
         def read(conn: Connection) -> OutboxStats:
             counts = dict(conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status"))
             oldest = conn.execute(
-                "SELECT MIN(created_at) FROM outbox WHERE status = 'pending'"
+                "SELECT MIN(COALESCE(retry_since, created_at)) FROM outbox WHERE status = 'pending'"
             ).fetchone()[0]
             return OutboxStats(counts, oldest)
 

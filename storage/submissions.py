@@ -136,6 +136,7 @@ class SubmissionStore(BesideTasks):
         *,
         thread: tuple[str, str] | None = None,
         note: str | None = None,
+        under: str | None = None,
     ) -> Applied:
         """kie.ai started the task of `update`: mark the keys with it and record the task (see
         `storage.tasks.record_started`), in one transaction."""
@@ -150,16 +151,20 @@ class SubmissionStore(BesideTasks):
                 [(family, update.task_id, now, key) for key in keys],
             )
             mark_started(conn, keys, family, update.task_id, update.product)
-            return record_started(conn, update, channel, now, started, thread=thread, note=note)
+            return record_started(
+                conn, update, channel, now, started, thread=thread, note=note, under=under
+            )
 
         applied = await self._db.write(write)
         self._tasks.outbox_ready.set()
         return applied
 
     async def thread_root(self, family: str, task_id: str, channel: str) -> str | None:
-        """The ts of the root of the task's thread in `channel`, when it is posted."""
+        """The ts of the message whose thread holds the task in `channel`, once its root is
+        posted: the root's own, or the message a shortcut was used on (its root is a reply)."""
         row = await self._db.fetchone(
-            """SELECT root_ts FROM task_channels
+            """SELECT CASE WHEN root_ts IS NULL THEN NULL ELSE COALESCE(thread_ts, root_ts) END
+               FROM task_channels
                WHERE family = ? AND task_id = ? AND channel = ?""",
             (family, task_id, channel),
         )

@@ -24,6 +24,7 @@ from storage.outbox import (
     enqueue_progress,
     enqueue_root,
 )
+from storage.people import person_news
 from storage.videos import queue_video
 
 Clock = Callable[[], float]
@@ -168,6 +169,21 @@ class TaskStore:
         )
         return [_task(row) for row in rows]
 
+    async def of_person(self, user: str, *, running: bool, limit: int = 10) -> list[Placed]:
+        """The tasks `user` started from Slack that run now (oldest first), or that ended (most
+        recent first), each with the first channel that follows it and its root there."""
+        order = "t.created_at" if running else "t.updated_at DESC"
+        first = """SELECT c.{} FROM task_channels c WHERE c.family = t.family
+                   AND c.task_id = t.task_id ORDER BY c.followed_at LIMIT 1"""
+        rows = await self._db.fetchall(
+            f"""SELECT t.*, ({first.format("channel")}) AS first_channel,
+                       ({first.format("root_ts")}) AS first_root
+                FROM tasks t WHERE t.requested_by = ? AND t.state {"=" if running else "!="} ?
+                ORDER BY {order} LIMIT ?""",
+            (user, State.RUNNING.value, limit),
+        )
+        return [Placed(_task(row), row["first_channel"], row["first_root"]) for row in rows]
+
     async def event(self, event_id: int) -> RecordedEvent | None:
         """One event of the log, as the update it recorded and when it arrived."""
         row = await self._db.fetchone("SELECT * FROM events WHERE id = ?", (event_id,))
@@ -181,6 +197,16 @@ class TaskStore:
         await self._db.fetchone("SELECT 1")
         if write:
             await self._db.write(lambda conn: None)
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """A task and where it is: the first channel that follows it, and its root's ts there
+    (None while the root is not posted)."""
+
+    task: Task
+    channel: str | None
+    root_ts: str | None
 
 
 class BesideTasks:
@@ -226,6 +252,9 @@ def _apply(
             _record_outcome(conn, family, update)
         if task is not old:
             _upsert_task(conn, family, task)
+        if news and old.requested_by:  # started from Slack: its Home tab, and a DM at the end
+            ended = task.state.is_final and not old.state.is_final
+            person_news(conn, family, update.task_id, old.requested_by, ended=ended, now=now)
         following = conn.execute(  # a task stored just now has no followers yet
             "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
             (family, update.task_id),
@@ -382,11 +411,19 @@ def _json_list(values: tuple[str, ...]) -> str:
     return json.dumps(values) if values else "[]"
 
 
-def _add_follower(conn: Connection, family: str, task_id: str, channel: str, now: float) -> bool:
+def _add_follower(
+    conn: Connection,
+    family: str,
+    task_id: str,
+    channel: str,
+    now: float,
+    *,
+    thread_ts: str | None = None,
+) -> bool:
     cursor = conn.execute(
-        """INSERT INTO task_channels (family, task_id, channel, followed_at) VALUES (?, ?, ?, ?)
-           ON CONFLICT DO NOTHING""",
-        (family, task_id, channel, now),
+        """INSERT INTO task_channels (family, task_id, channel, followed_at, thread_ts)
+           VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+        (family, task_id, channel, now, thread_ts),
     )
     return cursor.rowcount > 0
 
@@ -452,13 +489,15 @@ def record_started(
     *,
     thread: tuple[str, str] | None = None,
     note: str | None = None,
+    under: str | None = None,
 ) -> Applied:
     """Record a task that was just started from Slack, in the caller's write transaction.
 
     The task is stored from `update` (running) with who asked and what, and `channel` follows
-    it: with a root message of its own, or, with `thread` (another task's id and its root's ts in
+    it: with a root message of its own (posted into the thread of the message `under`, when
+    given: a message shortcut), or, with `thread` (another task's id and its root's ts in
     `channel`), in that task's thread, starting with `note` (mrkdwn made by the bot). The other
-    task's root keeps showing that task.
+    task's root keeps showing that task. The person's Home tab is published again.
     """
     family = PRODUCTS[update.product].family
     applied = _apply(update, canonical_json(update.raw), None, now, conn)
@@ -477,16 +516,20 @@ def record_started(
         ),
     )
     if thread is None:
-        if _add_follower(conn, family, update.task_id, channel, now):
+        if _add_follower(conn, family, update.task_id, channel, now, thread_ts=under):
             enqueue_root(conn, family, update.task_id, channel, now)
-        return applied
-    origin, root_ts = thread
-    added = conn.execute(
-        """INSERT INTO task_channels (family, task_id, channel, root_ts, followed_at, thread_of)
-           VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
-        (family, update.task_id, channel, root_ts, now, origin),
-    ).rowcount
-    if added and note:
-        key = f"started:{family}:{update.task_id}"
-        enqueue_note(conn, family, update.task_id, channel, key, note, now)
+    else:
+        origin, root_ts = thread
+        added = conn.execute(
+            """INSERT INTO task_channels (family, task_id, channel, root_ts, followed_at,
+                                          thread_of)
+               VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+            (family, update.task_id, channel, root_ts, now, origin),
+        ).rowcount
+        if added and note:
+            key = f"started:{family}:{update.task_id}"
+            enqueue_note(conn, family, update.task_id, channel, key, note, now)
+    # After the root: a direct message (a callback that came first) follows it in the channel.
+    ended = applied.task is not None and applied.task.state.is_final
+    person_news(conn, family, update.task_id, started.requested_by, ended=ended, now=now)
     return applied

@@ -417,15 +417,21 @@ async def submit_view(
 ) -> tuple[int, Any]:
     """Submit a modal the bot opened (as the fake Slack recorded it), with `values` by block
     id: a conversation id for a `conversations_select`, an option value for a
-    `static_select`, text for a `plain_text_input` (None: left empty)."""
+    `static_select`, text for a `plain_text_input` (None: left empty; missing: its initial
+    value), the ticked values for `checkboxes` (missing: as the form offered them)."""
     state: dict[str, Any] = {}
     for block in view["blocks"]:
         element = block.get("element") if block.get("type") == "input" else None
         if element is None:
             continue
-        value = values.get(block["block_id"])
+        value = values.get(block["block_id"], element.get("initial_value"))
         if element["type"] == "conversations_select":
             entry = {"type": "conversations_select", "selected_conversation": value}
+        elif element["type"] == "checkboxes":
+            offered = [o["value"] for o in element.get("initial_options", [])]
+            ticked = values.get(block["block_id"], offered)
+            options = [o for o in element["options"] if o["value"] in (ticked or [])]
+            entry = {"type": "checkboxes", "selected_options": options}
         elif element["type"] == "static_select":
             chosen = {"value": value, "text": {"type": "plain_text", "text": value}}
             entry = {"type": "static_select", "selected_option": chosen if value else None}

@@ -91,7 +91,7 @@ async def test_started_records_the_task_who_asked_and_its_root(db):
         "veo_task_0",
     )
     rows = await db.fetchall("SELECT kind, channel, task_id FROM outbox ORDER BY id")
-    assert [tuple(row) for row in rows] == [("root", "C1", "veo_task_1")]
+    assert [tuple(row) for row in rows] == [("root", "C1", "veo_task_1"), ("home", "U1", "")]
     # A callback that follows changes the task, not who asked.
     await tasks.apply(
         TaskUpdate("veo", "veo_task_1", State.SUCCEEDED, result_urls=("https://e.co/v.mp4",))

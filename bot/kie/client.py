@@ -7,9 +7,12 @@ import json
 import logging
 import random
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -28,6 +31,11 @@ RETRYABLE = frozenset({429, 455, 500, 502, 503, 504})
 NOT_FOUND = frozenset({404, 422})
 
 DOWNLOAD_URL_PATH = "/api/v1/common/download-url"
+#: kie.ai's File Upload API (kie-api README §6i): its own host, the same key.
+UPLOAD_BASE = "https://kieai.redpandaai.co"
+UPLOAD_PATH = "/api/file-stream-upload"
+#: Where uploaded files go at kie.ai (they are deleted there after a day or three).
+UPLOAD_FOLDER = "kie-slack"
 HD_VIDEO_PATH = "/api/v1/veo/get-1080p-video"
 FOUR_K_PATH = "/api/v1/veo/get-4k-video"
 
@@ -106,9 +114,11 @@ class KieClient:
         attempts: int = 3,
         timeout: float = 15.0,
         backoff: float = 0.5,
+        upload_url: str | None = None,
     ) -> None:
         self._session = session
         self._base = base_url.rstrip("/")
+        self._upload_base = (upload_url or upload_base(self._base)).rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
         self._metrics = metrics
         self._limiter = RateLimiter(rate)
@@ -132,13 +142,17 @@ class KieClient:
         params: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> Envelope:
+        return await self._retried(lambda: self._request(method, path, params, body))
+
+    async def _retried(self, send: Callable[[], Awaitable[Envelope]]) -> Envelope:
+        """`send()` until kie.ai answers code 200, through passing trouble; `KieError` else."""
         problem = "no answer"
         for attempt in range(self._attempts):
             if attempt:
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 1) * (1 + random.random()))
             await self._limiter.wait()
             try:
-                envelope = await self._request(method, path, params, body)
+                envelope = await send()
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 problem = f"network error: {type(exc).__name__}"
                 continue
@@ -167,6 +181,10 @@ class KieClient:
         ) as response:
             raw = await response.read()
             status = response.status
+        return self._envelope(path, raw, status)
+
+    def _envelope(self, path: str, raw: bytes, status: int) -> Envelope:
+        """kie.ai's answer read as its envelope (one made up when it sent no JSON), counted."""
         try:
             body = json.loads(raw)
         except ValueError:
@@ -316,12 +334,55 @@ class KieClient:
             raise KieError("unavailable", "kie.ai accepted the request but named no task id")
         return task_id
 
+    async def upload_file(self, data: bytes, name: str, mimetype: str) -> str:
+        """Upload a file to kie.ai's File Upload API; the link (`downloadUrl`) a generation
+        takes as its input. Passing trouble is tried again, like `get`; the file gets a name of
+        its own (kie.ai overwrites a file uploaded under a name used before)."""
+        stored_as = f"{uuid.uuid4().hex}{_extension(name)}"
+
+        def form() -> aiohttp.FormData:  # a form is sent once: each try builds its own
+            fields = aiohttp.FormData()
+            fields.add_field("file", data, filename=name, content_type=mimetype)
+            fields.add_field("uploadPath", UPLOAD_FOLDER)
+            fields.add_field("fileName", stored_as)
+            return fields
+
+        envelope = await self._retried(lambda: self._send_form(UPLOAD_PATH, form()))
+        link = text(as_mapping(envelope.data).get("downloadUrl"))
+        if not link.startswith(("https://", "http://")):
+            raise KieError("unavailable", "kie.ai took the file but gave no link to it")
+        return link
+
+    async def _send_form(self, path: str, form: aiohttp.FormData) -> Envelope:
+        async with self._session.post(
+            self._upload_base + path,
+            data=form,
+            headers=self._headers,
+            timeout=aiohttp.ClientTimeout(total=120),
+        ) as response:
+            raw = await response.read()
+            status = response.status
+        return self._envelope(path, raw, status)
+
     async def credits(self) -> float:
         """The account's remaining credits."""
         envelope = await self.get("/api/v1/chat/credit")
         if isinstance(envelope.data, bool) or not isinstance(envelope.data, int | float):
             raise KieError("unavailable", "kie.ai answered the credit query without a number")
         return float(envelope.data)
+
+
+def upload_base(api_url: str) -> str:
+    """Where files are uploaded: kie.ai's upload host when `api_url` is kie.ai's own API, else
+    `api_url` itself (a stand-in for kie.ai, such as the tests' fake, serves both)."""
+    host = urlsplit(api_url).hostname or ""
+    return UPLOAD_BASE if host == "kie.ai" or host.endswith(".kie.ai") else api_url
+
+
+def _extension(name: str) -> str:
+    """A file name's extension (".png"), when it is a short plain one; else none."""
+    suffix = PurePosixPath(name).suffix.lower()
+    return suffix if suffix[1:].isalnum() and len(suffix) <= 6 else ""
 
 
 def _refusal(envelope: Envelope) -> KieError:

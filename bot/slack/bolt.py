@@ -21,9 +21,11 @@ from bot.slack.buttons import (
     UPSCALE_4K,
 )
 from bot.slack.forms import EXTEND_VIEW, NEW_VIEW
+from bot.slack.from_message import FROM_MESSAGE
 from handlers.actions import Actions
 from handlers.commands import Commands
 from handlers.generate import Generate
+from handlers.home import HomeOpened
 
 
 def build_bolt(
@@ -71,3 +73,10 @@ def register_generate(bolt: AsyncApp, generate: Generate) -> None:
     bolt.action(MJ_FOLLOW_UP)(generate.mj_follow_up)
     bolt.view(NEW_VIEW)(generate.form_submitted)
     bolt.view(EXTEND_VIEW)(generate.extend_submitted)
+
+
+def register_home(bolt: AsyncApp, home: HomeOpened, generate: Generate) -> None:
+    """Route the Home tab's opening and the message shortcut "Make a video from this" (its
+    form is `/kie new`'s, submitted like it)."""
+    bolt.event("app_home_opened")(home.opened)
+    bolt.shortcut(FROM_MESSAGE)(generate.from_message)

@@ -81,11 +81,20 @@ def render_console(
         where = f"(reply in thread {thread_ts})"
     else:
         where = "(new message)"
-    target = channel if channel.startswith("#") else f"#{channel}"
-    lines = [f"── {target} {where}"]
-    body = [line for block in message.blocks for line in _console_lines(block)]
+    target = channel if channel.startswith(("#", "@")) else f"#{channel}"
+    return _rendered(f"── {target} {where}", message.blocks, message.text)
+
+
+def render_home(user: str, view: dict[str, Any]) -> str:
+    """A Home tab as readable plain text for console mode."""
+    return _rendered(f"── Home tab of @{user} (published)", view.get("blocks") or [], "")
+
+
+def _rendered(title: str, blocks: list[dict[str, Any]], text: str) -> str:
+    lines = [title]
+    body = [line for block in blocks for line in _console_lines(block)]
     if not body:
-        body = [_plain(message.text)]
+        body = [_plain(text)]
     lines.extend(f"   {line}" if line else "" for line in body)
     return "\n".join(lines)
 
@@ -160,6 +169,15 @@ class ConsoleGateway:
 
     async def share(self, channel: str, thread_ts: str, file_id: str, title: str) -> None:
         self._print(render_file(channel, thread_ts, title, file_id))
+
+    async def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        self._print(render_home(user, view))
+
+    async def open_dm(self, user: str) -> str:
+        return f"@{user}"  # printed as a direct message to the person
+
+    async def permalink(self, channel: str, ts: str) -> str:
+        return f"https://slack.com/archives/{channel}/p{ts.replace('.', '')}"
 
     def _print(self, text: str) -> None:
         out = self._out or sys.stdout

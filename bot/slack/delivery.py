@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 
@@ -21,6 +21,7 @@ from bot.kie.media import noun
 from bot.kie.products import PRODUCTS, model_name
 from bot.slack.blocks import SECTION_MAX, TEXT_ON_CARD, Message, escape
 from bot.slack.gateway import SlackError, SlackGateway
+from bot.slack.home import Link, build_done_message
 from bot.slack.messages import (
     build_channel_message,
     build_notice,
@@ -63,7 +64,16 @@ MAX_TRANSFERS = 2
 #: apart (seconds): a row left pending would be sent twice.
 MAX_RECORD_WAIT = 5.0
 
+#: Message links kept in memory (a link never changes); the oldest go first past this many.
+LINKS_KEPT = 5000
+
 T = TypeVar("T")
+
+
+class HomeViews(Protocol):
+    """Renders a person's Home tab as it is now (`bot.home.HomeTab`)."""
+
+    async def view(self, user: str, link: Link) -> dict[str, Any]: ...
 
 
 class ChannelPacer:
@@ -205,7 +215,8 @@ class Delivery:
     `retry_hours` is how long a row keeps being retried through passing trouble (429, 5xx,
     network) after it was written. `videos` records what became of each result file and feeds
     the cards; `transfers` (None when saving is off) fetches the files to save. `health` hears
-    of the store's trouble (said once a minute, not once per look at the outbox).
+    of the store's trouble (said once a minute, not once per look at the outbox). `home`
+    renders each person's Home tab when it is published.
     """
 
     def __init__(
@@ -221,8 +232,11 @@ class Delivery:
         videos: SavedVideos | None = None,
         transfers: VideoTransfers | None = None,
         health: StoreHealth | None = None,
+        home: HomeViews | None = None,
     ) -> None:
         self._outbox = outbox
+        self._home = home
+        self._links: dict[tuple[str, str], str] = {}
         self._health = health or StoreHealth()
         self._leases = leases
         self._tasks = tasks
@@ -428,6 +442,12 @@ class Delivery:
             await self._post(row, lambda image: message)
             await self._recorded(lambda: self._outbox.done(row))
             return
+        if row.kind == "home":  # a person's Home tab (the row's channel is the person)
+            await self._publish_home(row)
+            return
+        if row.kind == "dm":
+            await self._send_dm(row)
+            return
         root_ts, shown = await self._outbox.thread(row)
         if row.event_id is not None and shown is not None and row.event_id <= shown:
             await self._outbox.skip(row, "the root already shows it")
@@ -449,7 +469,7 @@ class Delivery:
             def render(image: bool) -> Message:
                 return notice
 
-        await self._post(row, render, thread_ts=root_ts)
+        await self._post(row, render, thread_ts=await self._outbox.parent(row))
         await self._recorded(lambda: self._outbox.done(row))
 
     async def _send_root(self, row: OutboxRow) -> None:
@@ -473,7 +493,8 @@ class Delivery:
         def render(image: bool) -> Message:
             return build_task_message(task, with_image=image, saved=saved)
 
-        ts = await self._post(row, render)
+        # A task started from a message (the shortcut) has its card in that message's thread.
+        ts = await self._post(row, render, thread_ts=await self._outbox.parent(row))
         await self._recorded(lambda: self._queue_whole_text(row, task))
         await self._recorded(lambda: self._outbox.done(row, root_ts=ts, shown_event=shown_event))
 
@@ -562,6 +583,48 @@ class Delivery:
         )
         return await send(render(False))
 
+    # --- a person's Home tab, and the message that one of theirs ended ---------------------------
+
+    async def _publish_home(self, row: OutboxRow) -> None:
+        """Publish the person's Home tab as it is now."""
+        if self._home is None:
+            await self._outbox.skip(row, "this worker publishes no Home tab")
+            return
+        view = await self._home.view(row.channel, self._permalink)
+        await self._gateway.publish_home(row.channel, view)
+        await self._recorded(lambda: self._outbox.published(row))
+
+    async def _send_dm(self, row: OutboxRow) -> None:
+        """Tell the person who started the row's task that it ended, with the link to its
+        thread (its root went out before this row, in the same channel)."""
+        task = await self._tasks.get(row.family, row.task_id)
+        if task is None or task.requested_by is None:
+            await self._outbox.skip(row, "the task names no one to tell")
+            return
+        root_ts, _ = await self._outbox.thread(row)
+        link = await self._permalink(row.channel, root_ts) if root_ts else None
+        message = build_done_message(task, row.channel, link)
+        dm = await self._gateway.open_dm(task.requested_by)
+        await self._gateway.post(dm, message)
+        await self._recorded(lambda: self._outbox.done(row))
+
+    async def _permalink(self, channel: str, ts: str) -> str | None:
+        """The link to a message (remembered: it never changes); None when Slack refuses it
+        for good. Passing trouble is raised: the row waits it out."""
+        link = self._links.get((channel, ts))
+        if link is None:
+            try:
+                link = await self._gateway.permalink(channel, ts)
+            except SlackError as exc:
+                if exc.passing:
+                    raise
+                log.warning("no link to message %s in %s: %s", ts, channel, _described(exc))
+                return None
+            if len(self._links) >= LINKS_KEPT:
+                del self._links[next(iter(self._links))]
+            self._links[(channel, ts)] = link
+        return link
+
     # --- result files into their threads -------------------------------------------------------
 
     async def _saved_outcomes(self, row: OutboxRow) -> dict[str, SavedVideo]:
@@ -589,7 +652,7 @@ class Delivery:
         if self._transfers is None:
             await videos.not_saved(row, "off", SAVING_OFF, operator=False)
             return
-        root_ts, _ = await self._outbox.thread(row)
+        root_ts = await self._outbox.parent(row)
         task = await self._tasks.get(row.family, row.task_id)
         if root_ts is None or task is None:  # the root was refused for good: no thread
             await self._outbox.fail(row, "no thread: the task's message here was not posted")

@@ -136,6 +136,18 @@ class SlackGateway(Protocol):
         lost). Raises `TransferError`; `file_not_found` when the file is no longer waiting."""
         ...
 
+    async def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        """Publish `view` as `user`'s Home tab of the bot."""
+        ...
+
+    async def open_dm(self, user: str) -> str:
+        """The id of the bot's direct-message conversation with `user` (opened if need be)."""
+        ...
+
+    async def permalink(self, channel: str, ts: str) -> str:
+        """A link to the message at `ts` in `channel` (into its thread for a reply)."""
+        ...
+
 
 class WebApiGateway:
     """Slack's Web API through one `AsyncWebClient` (retries are the worker's, not the SDK's).
@@ -226,6 +238,21 @@ class WebApiGateway:
             "files.completeUploadExternal", "ok", time.perf_counter() - started
         )
 
+    async def publish_home(self, user: str, view: dict[str, Any]) -> None:
+        await self._call("views.publish", self._client.views_publish(user_id=user, view=view))
+
+    async def open_dm(self, user: str) -> str:
+        response = await self._call(
+            "conversations.open", self._client.conversations_open(users=user)
+        )
+        return _answered(response, "conversations.open", "channel", "id")
+
+    async def permalink(self, channel: str, ts: str) -> str:
+        response = await self._call(
+            "chat.getPermalink", self._client.chat_getPermalink(channel=channel, message_ts=ts)
+        )
+        return _answered(response, "chat.getPermalink", "permalink")
+
     async def _call(self, method: str, call: Awaitable[AsyncSlackResponse]) -> dict[str, Any]:
         started = time.perf_counter()
         try:
@@ -241,6 +268,16 @@ class WebApiGateway:
             return dict(response.data) if isinstance(response.data, dict) else {}
         self._metrics.slack_call(method, outcome(error.error), time.perf_counter() - started)
         raise error
+
+
+def _answered(response: dict[str, Any], method: str, *keys: str) -> str:
+    """The text at `keys` in Slack's answer to `method`; `invalid_response` when missing."""
+    value: Any = response
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    if not isinstance(value, str) or not value:
+        raise SlackError("invalid_response", detail=f"{method} answered without {'.'.join(keys)}")
+    return value
 
 
 def _classify(exc: SlackApiError) -> SlackError:

@@ -54,6 +54,7 @@ class FakeKie(LocalServer):
         app.router.add_get("/api/v1/{rest:.*}", self._get)
         app.router.add_post("/api/v1/{rest:.*}", self._post)
         app.router.add_get("/files/{name}", self._file)
+        app.router.add_post("/api/file-stream-upload", self._upload)
         super().__init__(app)
         #: With `tls`, the same app also answers https on `tls_port`.
         self._tls = tls
@@ -73,6 +74,8 @@ class FakeKie(LocalServer):
         self.refusals: dict[str, list[Answer]] = defaultdict(list)
         self.next_ids: list[str] = []
         self.credits: Answer = (200, {"code": 200, "msg": "success", "data": 100})
+        #: Files uploaded to the File Upload API (kie-api README §6i), in order.
+        self.uploads: list[Uploaded] = []
         self.default: Answer = RECORD_NULL
 
     def script(self, path: str, task_id: str, *answers: Answer) -> None:
@@ -146,6 +149,29 @@ class FakeKie(LocalServer):
             raise ConnectionResetError("cut short by the fake")
         await response.write_eof()
         return response
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """kie.ai's File Upload API: a multipart `file`, `uploadPath` and `fileName`; answers
+        with the file's `downloadUrl`, as kie.ai's endpoint page shows."""
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return _json(401, {"success": False, "code": 401, "msg": "Unauthorized"})
+        form = await request.post()
+        file = form.get("file")
+        if not isinstance(file, web.FileField):
+            return _json(400, {"success": False, "code": 400, "msg": "file is required"})
+        name = str(form.get("fileName") or file.filename)
+        uploaded = Uploaded(
+            file.file.read(), file.filename, file.content_type, str(form.get("uploadPath")), name
+        )
+        self.uploads.append(uploaded)
+        data = {
+            "fileName": name,
+            "downloadUrl": uploaded.download_url,
+            "mimeType": file.content_type,
+        }
+        return _json(
+            200, {"success": True, "code": 200, "msg": "File uploaded successfully", "data": data}
+        )
 
     async def _get(self, request: web.Request) -> web.Response:
         path = request.path
@@ -282,6 +308,21 @@ class FakeKie(LocalServer):
             answer = {"code": 200, "msg": "success", "data": {"taskId": key, "resultUrls": None}}
             return _json(200, answer)
         return _json(*self.default)
+
+
+@dataclass
+class Uploaded:
+    """A file uploaded to the fake's File Upload API."""
+
+    data: bytes
+    filename: str
+    content_type: str
+    upload_path: str
+    file_name: str
+
+    @property
+    def download_url(self) -> str:
+        return f"https://tempfile.redpandaai.co/{self.upload_path}/{self.file_name}"
 
 
 @dataclass

@@ -84,6 +84,7 @@ class FakeSlack(LocalServer):
         app.router.add_post("/commands/{rest:.*}", self._response_url)
         app.router.add_post("/upload/v1/{file_id}", self._upload_bytes)
         app.router.add_get("/socket", self._socket)
+        app.router.add_get("/files-pri/{team}/{name}", self._file)
         super().__init__(app)
         self.calls: list[tuple[str, dict[str, Any], float]] = []
         self.messages: list[Posted] = []
@@ -112,6 +113,12 @@ class FakeSlack(LocalServer):
         self.sockets_opened = 0
         self.acks: list[dict[str, Any]] = []
         self._envelope_ids = itertools.count(1)
+        #: Home tabs published with `views.publish`, by user, in order.
+        self.homes: dict[str, list[dict[str, Any]]] = {}
+        #: Files people attached to messages (`attach`), by name: bytes and type; each
+        #: download of one: its name and whether it carried the bot token.
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self.downloads: list[tuple[str, bool]] = []
 
     @property
     def api_url(self) -> str:
@@ -119,6 +126,35 @@ class FakeSlack(LocalServer):
 
     def response_url(self, name: str = "1") -> str:
         return f"{self.url}/commands/T000FAKE/{name}"
+
+    def person_posts(
+        self, channel: str, text: str, files: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """A message a person posts (not the bot): kept like the bot's, and returned as Slack
+        puts it in a shortcut's payload."""
+        ts = f"{int(time.time())}.{next(self._ts):06d}"
+        self.messages.append(Posted(channel, ts, text, []))
+        message: dict[str, Any] = {"type": "message", "user": "U0PERSON", "ts": ts, "text": text}
+        if files:
+            message["files"] = files
+        return message
+
+    def attach(self, name: str, data: bytes, mimetype: str = "image/png") -> dict[str, Any]:
+        """A file a person attached, as a message's `files[]` names it (its private URLs on
+        this fake's own host, which hands it out for the bot token only)."""
+        self.files[name] = (data, mimetype)
+        url = f"{self.url}/files-pri/T000FAKE-F{len(self.files):08d}/{name}"
+        return {
+            "id": f"F{len(self.files):08d}",
+            "name": name,
+            "mimetype": mimetype,
+            "url_private": url,
+            "url_private_download": url + "?download=1",
+        }
+
+    def dm_channel(self, user: str) -> str:
+        """The id of the bot's direct-message conversation with `user`."""
+        return "D" + user.removeprefix("U")
 
     def fail_next(self, method: str, **kwargs: Any) -> None:
         self.faults.append(Fault(method, **kwargs))
@@ -196,6 +232,15 @@ class FakeSlack(LocalServer):
             return self._join(params)
         if method == "views.open":
             return self._open_view(params)
+        if method == "views.publish":
+            return self._publish_view(params)
+        if method == "conversations.open":
+            users = str(params.get("users") or "")
+            if not users or "," in users:
+                return web.json_response({"ok": False, "error": "invalid_arguments"})
+            return web.json_response({"ok": True, "channel": {"id": self.dm_channel(users)}})
+        if method == "chat.getPermalink":
+            return self._permalink(params)
         if method == "apps.connections.open":
             return web.json_response({"ok": True, "url": f"ws://127.0.0.1:{self.port}/socket"})
         return web.json_response({"ok": True})
@@ -253,22 +298,66 @@ class FakeSlack(LocalServer):
 
     def _open_view(self, params: dict[str, Any]) -> web.Response:
         """A modal: Slack checks the trigger id and the view, and answers with its id."""
-        view = params.get("view")
-        if isinstance(view, str):
-            view = json.loads(view)
-        if not isinstance(view, dict):
-            return web.json_response({"ok": False, "error": "invalid_arguments"})
         if not params.get("trigger_id"):
             return web.json_response({"ok": False, "error": "invalid_trigger_id"})
-        try:
-            View(**view).validate_json()
-        except Exception as exc:
-            self.invalid.append(f"invalid view {view!r}: {exc}")
+        view = self._valid_view(params, "view")
+        if view is None:
             return web.json_response({"ok": False, "error": "invalid_arguments"})
         self.views.append(view)
         return web.json_response(
             {"ok": True, "view": {**view, "id": f"V{len(self.views):08d}", "state": {"values": {}}}}
         )
+
+    def _publish_view(self, params: dict[str, Any]) -> web.Response:
+        """A Home tab: Slack checks the view and its user."""
+        view = self._valid_view(params, "Home tab")
+        user = str(params.get("user_id") or "")
+        if view is None or not user or view.get("type") != "home":
+            return web.json_response({"ok": False, "error": "invalid_arguments"})
+        self.homes.setdefault(user, []).append(view)
+        return web.json_response({"ok": True, "view": {**view, "id": f"VHOME{user}"}})
+
+    def _valid_view(self, params: dict[str, Any], what: str) -> dict[str, Any] | None:
+        """The view a `views.*` call sends, when Slack would take it (a bad one is recorded)."""
+        view = params.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not isinstance(view, dict):
+            return None
+        try:
+            View(**view).validate_json()
+        except Exception as exc:
+            self.invalid.append(f"invalid {what} {view!r}: {exc}")
+            return None
+        return view
+
+    def home(self, user: str) -> str:
+        """The Home tab last published for `user`, as text and block JSON (empty: none)."""
+        views = self.homes.get(user)
+        return json.dumps(views[-1], ensure_ascii=False) if views else ""
+
+    def _permalink(self, params: dict[str, Any]) -> web.Response:
+        """A link to a message the fake holds; into its thread for a reply."""
+        channel, ts = str(params.get("channel") or ""), str(params.get("message_ts") or "")
+        found = next((m for m in self.messages if m.ts == ts and m.channel == channel), None)
+        if found is None:
+            return web.json_response({"ok": False, "error": "message_not_found"})
+        link = f"https://fake.slack.com/archives/{channel}/p{ts.replace('.', '')}"
+        if found.thread_ts:
+            link += f"?thread_ts={found.thread_ts}&cid={channel}"
+        return web.json_response({"ok": True, "channel": channel, "permalink": link})
+
+    async def _file(self, request: web.Request) -> web.StreamResponse:
+        """A private file: its bytes for the bot token, Slack's sign-in page without it."""
+        name = request.match_info["name"]
+        authorized = request.headers.get("Authorization", "").startswith("Bearer xoxb-")
+        self.downloads.append((name, authorized))
+        if name not in self.files:
+            return web.Response(status=404, text="Not Found", content_type="text/plain")
+        if not authorized:
+            return web.Response(text="<html>Sign in to Slack</html>", content_type="text/html")
+        data, mimetype = self.files[name]
+        return web.Response(body=data, content_type=mimetype)
 
     def _message(self, method: str, params: dict[str, Any]) -> web.Response:
         channel = str(params.get("channel", ""))
