@@ -42,7 +42,8 @@ sys.path.insert(0, str(HERE.parent))
 
 from bot.kie.products import PRODUCTS  # noqa: E402
 from bot.task import TaskUpdate  # noqa: E402
-from storage.database import Connection, SqliteDatabase, _prepare  # noqa: E402
+from storage.database import Connection  # noqa: E402
+from storage.sqlite import SqliteDatabase, _prepare  # noqa: E402
 from storage.tasks import TaskStore, _apply, canonical_json  # noqa: E402
 
 VEO_SUCCESS = HERE.parent / "tests" / "fixtures" / "callbacks" / "veo-success.json"

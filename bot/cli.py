@@ -447,7 +447,7 @@ def _video_lines(settings: Settings) -> list[str]:
 
 
 async def _database_usable(settings: Settings, lines: list[str]) -> bool:
-    from storage.database import open_database
+    from storage.backends import open_database
     from storage.postgres import safe_url
 
     if settings.postgres_url is not None:

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 
 from bot.config import Settings
 from bot.usage import summarize, usage_csv, usage_lines
-from storage.database import Database, StoreUnavailable, open_database
+from storage.backends import open_database
+from storage.database import Database, StoreUnavailable
 from storage.ledger import UsageStore
 from storage.outbox import Outbox, OutboxEntry, OutboxStats
 

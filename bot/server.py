@@ -35,7 +35,8 @@ from handlers.home import HomeOpened
 from handlers.ops import Ops
 from handlers.responses import json_error
 from handlers.slack_events import SlackEvents
-from storage.database import StoreUnavailable, open_database, serving_lock
+from storage.backends import open_database
+from storage.database import StoreUnavailable
 from storage.health import StoreHealth
 from storage.leases import Leases
 from storage.ledger import AlertStore, UsageStore
@@ -45,6 +46,7 @@ from storage.polls import PollSchedule
 from storage.requests import RequestStore
 from storage.retention import Retention
 from storage.routes import RouteStore
+from storage.sqlite import serving_lock
 from storage.submissions import SubmissionStore
 from storage.tasks import TaskStore
 from storage.videos import SavedVideos

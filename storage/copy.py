@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
-from storage.database import Connection, SqliteDatabase, StoreUnavailable
+from storage.database import Connection, StoreUnavailable
 from storage.postgres import PgConnection, PostgresDatabase
+from storage.sqlite import SqliteDatabase
 
 #: Tables not copied: who holds which lease belongs to the processes of the old store.
 SKIPPED = frozenset({"leases", "sqlite_sequence"})

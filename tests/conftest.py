@@ -22,7 +22,8 @@ from bot.config import Settings
 from bot.kie.signature import signed_headers
 from bot.server import create_app
 from bot.slack.delivery import ChannelPacer
-from storage.database import Database, open_database
+from storage.backends import open_database
+from storage.database import Database
 from tests.fakes.kie import Answer, FakeKie, fixture_answer
 from tests.fakes.server import LocalServer
 from tests.fakes.slack import FakeSlack

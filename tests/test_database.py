@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from storage.database import MIGRATIONS, WAL_LIMIT_PAGES, Database, StoreUnavailable
+from storage.database import MIGRATIONS, StoreUnavailable
+from storage.sqlite import WAL_LIMIT_PAGES, SqliteDatabase
 
 
 def insert(token: str):
@@ -28,7 +29,7 @@ def failing(conn: sqlite3.Connection) -> None:
 
 
 async def test_one_failing_write_does_not_undo_the_others(tmp_path):
-    db = await Database.open(tmp_path / "d.db")
+    db = await SqliteDatabase.open_file(tmp_path / "d.db")
     try:
         results = await asyncio.gather(
             db.write(insert("a")), db.write(failing), db.write(insert("b")), return_exceptions=True
@@ -42,7 +43,7 @@ async def test_one_failing_write_does_not_undo_the_others(tmp_path):
 
 
 async def test_a_duplicate_key_fails_only_its_own_write(tmp_path):
-    db = await Database.open(tmp_path / "d.db")
+    db = await SqliteDatabase.open_file(tmp_path / "d.db")
     try:
         results = await asyncio.gather(
             db.write(insert("x")),
@@ -59,7 +60,7 @@ async def test_a_duplicate_key_fails_only_its_own_write(tmp_path):
 async def test_migrations_run_once_and_record_the_version(tmp_path):
     path = tmp_path / "d.db"
     for _ in range(2):
-        db = await Database.open(path)
+        db = await SqliteDatabase.open_file(path)
         await db.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
@@ -71,11 +72,11 @@ async def test_a_newer_schema_is_refused(tmp_path):
     with sqlite3.connect(path) as conn:
         conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
     with pytest.raises(StoreUnavailable, match="newer"):
-        await Database.open(path)
+        await SqliteDatabase.open_file(path)
 
 
 async def test_a_locked_store_fails_every_waiting_write(tmp_path):
-    db = await Database.open(tmp_path / "d.db")
+    db = await SqliteDatabase.open_file(tmp_path / "d.db")
     locker = sqlite3.connect(tmp_path / "d.db", timeout=0)
     locker.execute("BEGIN EXCLUSIVE")
     try:
@@ -90,7 +91,7 @@ async def test_a_locked_store_fails_every_waiting_write(tmp_path):
 
 
 async def test_run_calls_the_function_on_the_database_thread_and_returns_its_result(tmp_path):
-    db = await Database.open(tmp_path / "d.db")
+    db = await SqliteDatabase.open_file(tmp_path / "d.db")
     try:
         loop_thread = threading.get_ident()
         seen: list[int] = []
@@ -111,7 +112,7 @@ async def test_run_calls_the_function_on_the_database_thread_and_returns_its_res
 
 
 async def test_run_passes_errors_on_and_a_closed_store_is_unavailable(tmp_path):
-    db = await Database.open(tmp_path / "d.db")
+    db = await SqliteDatabase.open_file(tmp_path / "d.db")
 
     def broken(conn: sqlite3.Connection) -> None:
         raise ValueError("not a database error")
@@ -127,7 +128,7 @@ async def test_run_passes_errors_on_and_a_closed_store_is_unavailable(tmp_path):
 
 async def test_the_log_is_checkpointed_in_the_background_not_by_commits(tmp_path):
     path = tmp_path / "d.db"
-    db = await Database.open(path)
+    db = await SqliteDatabase.open_file(path)
     try:
         limit = await db.run(lambda conn: conn.execute("PRAGMA wal_autocheckpoint").fetchone())
         assert limit[0] == WAL_LIMIT_PAGES
@@ -150,7 +151,7 @@ async def test_the_log_is_checkpointed_in_the_background_not_by_commits(tmp_path
 
 
 async def test_a_read_does_not_wait_for_a_write_and_sees_the_last_commit(tmp_path):
-    db = await Database.open(tmp_path / "d.db")
+    db = await SqliteDatabase.open_file(tmp_path / "d.db")
     try:
         await db.write(insert("before"))
         started, release = threading.Event(), threading.Event()

@@ -13,7 +13,8 @@ import pytest
 from bot.config import ConfigError, Settings
 from bot.kie.products import PRODUCTS
 from storage import retention as retention_module
-from storage.database import Database, open_database
+from storage.backends import open_database
+from storage.database import Database
 from storage.leases import Leases
 from storage.outbox import Outbox
 from storage.retention import DAY, Retention, store_size

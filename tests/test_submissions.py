@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from bot.task import State, TaskUpdate
-from storage.database import Database, open_database
+from storage.backends import open_database
+from storage.database import Database
 from storage.ledger import LimitReached, Limits, Start, claim_start
 from storage.outbox import Outbox
 from storage.submissions import Claim, SubmissionStore

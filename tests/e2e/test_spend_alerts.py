@@ -10,7 +10,7 @@ import asyncio
 import sqlite3
 from datetime import UTC, datetime
 
-from storage.database import open_database
+from storage.backends import open_database
 from storage.ledger import Limits, Start, claim_start, mark_started, record_outcome
 from tests.conftest import Clock, eventually, load
 
