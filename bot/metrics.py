@@ -33,7 +33,7 @@ KIE_CODES = frozenset(
 POLL_OUTCOMES = frozenset(
     {"running", "succeeded", "failed", "auth", "credits", "not_found", "invalid", "unavailable"}
 )
-OUTBOX_STATUSES = ("pending", "failed", "done", "skipped")
+OUTBOX_STATUSES = ("pending", "failed")
 
 
 def bounded(value: str, known: Iterable[str]) -> str:
@@ -87,7 +87,10 @@ class Metrics:
             registry=r,
         )
         self._outbox = Gauge(
-            PREFIX + "outbox_rows", "Outbox rows by status.", ["status"], registry=r
+            PREFIX + "outbox_rows",
+            "Outbox rows waiting to be sent (pending) or refused for good (failed).",
+            ["status"],
+            registry=r,
         )
         self._oldest_pending = Gauge(
             PREFIX + "outbox_oldest_pending_seconds",

@@ -291,8 +291,10 @@ class Outbox:
 
     async def video_channels(self) -> list[str]:
         """Channels with a file row that may go next in its thread (see `video_head`)."""
-        rows = await self._db.fetchall(
-            f"SELECT DISTINCT v.channel FROM outbox v WHERE {_VIDEO_NEXT} ORDER BY v.channel"
+        rows = await self._db.fetchall(  # due rows only: the others wait for a later look
+            f"""SELECT DISTINCT v.channel FROM outbox v
+                WHERE {_VIDEO_NEXT} AND v.next_attempt_at <= ? ORDER BY v.channel""",
+            (self._clock(),),
         )
         return [row["channel"] for row in rows]
 
@@ -487,10 +489,19 @@ class Outbox:
         return [OutboxEntry(*row) for row in rows]
 
     async def stats(self) -> OutboxStats:
-        """Rows per status and the oldest pending row's time, for metrics and `check`."""
+        """Pending and failed rows and the oldest pending row's time, for metrics and `check`."""
 
         def read(conn: Connection) -> OutboxStats:
-            counts = dict(conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status"))
+            # Pending and failed rows, through their own indexes: not the sent rows of months.
+            counts = {
+                status: int(
+                    conn.execute(f"SELECT COUNT(*) FROM outbox WHERE {where}").fetchone()[0]
+                )
+                for status, where in (
+                    ("pending", "status = 'pending'"),
+                    ("failed", "status = 'failed'"),
+                )
+            }
             oldest = conn.execute(
                 "SELECT MIN(COALESCE(retry_since, created_at)) FROM outbox WHERE status = 'pending'"
             ).fetchone()[0]

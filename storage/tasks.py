@@ -160,11 +160,12 @@ class TaskStore:
         return [_task(row) for row in rows]
 
     async def for_channel(self, channel: str, limit: int = 10) -> list[Task]:
-        """The tasks `channel` follows, most recently changed first."""
+        """The tasks `channel` follows, the most recently followed first (read through the
+        channel's index, however many tasks it follows)."""
         rows = await self._db.fetchall(
-            """SELECT t.* FROM tasks t JOIN task_channels c
-                 ON c.family = t.family AND c.task_id = t.task_id
-               WHERE c.channel = ? ORDER BY t.updated_at DESC LIMIT ?""",
+            """SELECT t.* FROM task_channels c JOIN tasks t
+                 ON t.family = c.family AND t.task_id = c.task_id
+               WHERE c.channel = ? ORDER BY c.followed_at DESC LIMIT ?""",
             (channel, limit),
         )
         return [_task(row) for row in rows]
