@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from bot.kie.client import KieClient, KieError
 from bot.kie.products import PRODUCTS
@@ -21,7 +21,7 @@ from bot.slack.blocks import channel_link, code, mention, slack_date
 from bot.usage import amount, model_words, period_start, summarize, usage_lines
 from storage.database import Connection, StoreUnavailable
 from storage.health import StoreHealth
-from storage.ledger import AlertStore, UsageStore
+from storage.ledger import AlertStore, UsageStore, utc_day
 from storage.outbox import enqueue_message
 
 log = logging.getLogger(__name__)
@@ -125,11 +125,11 @@ class SpendWatch:
         outbox key names the day)."""
         minute = self._settings.digest_minute
         assert minute is not None
-        today = datetime.fromtimestamp(now, UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        day = (today - timedelta(days=1)).strftime("%Y-%m-%d")
-        if self._digest_done == day or now < today.timestamp() + minute * 60:
+        midnight = period_start("today", now)
+        day = utc_day(midnight - 86400)
+        if self._digest_done == day or now < midnight + minute * 60:
             return
-        text = await self.digest_text(today.timestamp())
+        text = await self.digest_text(midnight)
         channel = self._settings.channel
         queued = await self._usage.queue_message(channel, f"digest:{day}", text)
         self._digest_done = day

@@ -15,6 +15,7 @@ from typing import Literal
 from bot.config import Settings
 from bot.kie.products import PRODUCTS, model_name
 from bot.kie.submit import GenerationRequest
+from bot.slack.messages import duration
 from storage.ledger import LimitReached, Limits, Start, UsageRow
 
 Period = Literal["today", "week", "month"]
@@ -175,14 +176,6 @@ def usage_csv(rows: Sequence[UsageRow]) -> str:
     return out.getvalue()
 
 
-def _span(seconds: float) -> str:
-    minutes = max(int(seconds // 60), 1)
-    hours, minutes = divmod(minutes, 60)
-    if not hours:
-        return f"{minutes} min"
-    return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-
-
 def limits_of(settings: Settings) -> Limits:
     """The daily limits the settings set, and the admins they do not hold."""
     return Limits(
@@ -212,5 +205,5 @@ def limit_refusal(reached: LimitReached, limits: Limits, now: float) -> str:
     return (
         f"Not started: {whose} daily limit of {reached.limit} generations is reached"
         f" ({reached.count} started today, UTC). It resets at {stamp} (midnight UTC, in"
-        f" {_span(reset - now)}).{ask} Nothing was sent to kie.ai."
+        f" {duration(reset - now)}).{ask} Nothing was sent to kie.ai."
     )

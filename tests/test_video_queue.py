@@ -11,8 +11,8 @@ from dataclasses import replace
 import pytest
 
 from bot.kie.products import PRODUCTS
-from bot.slack.blocks import SECTION_MAX, escape
-from bot.slack.delivery import FileTrouble, text_pieces
+from bot.slack.blocks import SECTION_MAX, escape, text_pieces
+from bot.slack.delivery import FileTrouble
 from bot.video.saved import SaveState
 from storage.outbox import Outbox, OutboxRow
 from storage.tasks import TaskStore

@@ -187,6 +187,26 @@ def text_sections(value: str, limit: int) -> list[dict[str, Any]]:
     return blocks
 
 
+def text_pieces(text: str, limit: int = SECTION_MAX) -> list[str]:
+    """`text` in pieces that each fit one message section once escaped (at most `limit`
+    characters), cut at a line break or a space near the end when there is one."""
+    parts: list[str] = []
+    rest = text.strip()
+    while rest:
+        cut, size = len(rest), 0
+        for n, char in enumerate(rest):
+            size += len(escape(char))
+            if size > limit:
+                cut = n
+                break
+        if cut < len(rest):
+            space = max(rest.rfind("\n", 0, cut), rest.rfind(" ", 0, cut))
+            cut = space if space > cut // 2 else cut
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].strip()
+    return parts
+
+
 def capped(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """`blocks` within Slack's 50-block limit, saying so when some were left out."""
     if len(blocks) <= MAX_BLOCKS:

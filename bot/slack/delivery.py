@@ -19,7 +19,7 @@ import aiohttp
 
 from bot.kie.media import noun
 from bot.kie.products import PRODUCTS, model_name
-from bot.slack.blocks import SECTION_MAX, TEXT_ON_CARD, Message, escape
+from bot.slack.blocks import TEXT_ON_CARD, Message, text_pieces
 from bot.slack.gateway import SlackError, SlackGateway
 from bot.slack.home import Link, build_done_message
 from bot.slack.messages import (
@@ -794,23 +794,3 @@ def _title(task: Task, url: str) -> str:
 def _label(task: Task) -> str:
     found = PRODUCTS.get(task.product)
     return found.label if found else task.product
-
-
-def text_pieces(text: str, limit: int = SECTION_MAX) -> list[str]:
-    """`text` in pieces that each fit one message section once escaped (at most `limit`
-    characters), cut at a line break or a space near the end when there is one."""
-    parts: list[str] = []
-    rest = text.strip()
-    while rest:
-        cut, size = len(rest), 0
-        for n, char in enumerate(rest):
-            size += len(escape(char))
-            if size > limit:
-                cut = n
-                break
-        if cut < len(rest):
-            space = max(rest.rfind("\n", 0, cut), rest.rfind(" ", 0, cut))
-            cut = space if space > cut // 2 else cut
-        parts.append(rest[:cut].rstrip())
-        rest = rest[cut:].strip()
-    return parts
