@@ -75,9 +75,14 @@ _INSERT = """INSERT INTO outbox (key, kind, channel, family, task_id, event_id, 
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING"""
 
 
+def root_key(family: str, task_id: str, channel: str) -> str:
+    """The key of the row that posts the task's root message in `channel`."""
+    return f"root:{family}:{task_id}:{channel}"
+
+
 def enqueue_root(conn: Connection, family: str, task_id: str, channel: str, now: float) -> None:
     """Queue the task's root message in `channel` (rendered from the task when it is sent)."""
-    key = f"root:{family}:{task_id}:{channel}"
+    key = root_key(family, task_id, channel)
     conn.execute(_INSERT, (key, "root", channel, family, task_id, None, None, now, now))
 
 

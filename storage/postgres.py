@@ -29,6 +29,8 @@ T = TypeVar("T")
 #: How long a statement waits for another transaction's lock before the store counts as
 #: unavailable (as SQLite's busy timeout).
 LOCK_TIMEOUT_MS = 2000
+#: Connections per replica: one for the group of writes in progress, the others for reads.
+POOL_SIZE = 4
 
 
 class Row(tuple[Any, ...]):
@@ -173,7 +175,11 @@ def safe_url(url: str) -> str:
 
 
 class PostgresDatabase(Database):
-    """PostgreSQL through one psycopg connection, used from one worker thread.
+    """PostgreSQL through a small pool of psycopg connections, each used from its own thread.
+
+    Writes go through `Database.write`, grouped, one group at a time on whichever connection is
+    free; reads take any other, so the intake's writes, the delivery's reads and the poller's
+    never queue behind one another.
 
     Several processes may share the database: writes that read then change a task lock it first
     (`lock_task`), work is claimed with leases (`storage.leases`), and migrations take an
@@ -183,11 +189,13 @@ class PostgresDatabase(Database):
     dialect = "postgresql"
     begin = "BEGIN"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, size: int = POOL_SIZE) -> None:
         super().__init__()
         self._url = url
-        self._conn: PgConnection | None = None
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="postgres")
+        self._pool = [_PooledConnection(url, f"postgres-{n}") for n in range(size)]
+        self._idle: asyncio.Queue[_PooledConnection] = asyncio.Queue()
+        for pooled in self._pool:
+            self._idle.put_nowait(pooled)
 
     @classmethod
     async def open_url(cls, url: str) -> PostgresDatabase:
@@ -208,13 +216,33 @@ class PostgresDatabase(Database):
         return db
 
     async def close(self) -> None:
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+        await asyncio.gather(*(pooled.close() for pooled in self._pool))
 
-        await asyncio.get_running_loop().run_in_executor(self._thread, close)
-        self._thread.shutdown(wait=False)
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        pooled = await self._idle.get()
+        try:
+            return await pooled.run(fn)
+        finally:
+            self._idle.put_nowait(pooled)
+
+    def blocked(self, exc: StoreUnavailable) -> bool:
+        return isinstance(exc.__cause__, psycopg.OperationalError)
+
+
+class _PooledConnection:
+    """One connection of the pool and the one thread that uses it; it connects when first
+    used, and again on the next use after the database dropped it.
+
+    Not psycopg_pool: its pool reconnects in the background with a backoff that doubles without
+    bound (a minute's outage can leave it waiting another minute), and a request meanwhile
+    waits for a connection instead of failing at once. Here a request after an outage tries the
+    database itself: refused, it gets 503 at once; answered, the bot is back.
+    """
+
+    def __init__(self, url: str, name: str) -> None:
+        self._url = url
+        self._conn: PgConnection | None = None
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -225,11 +253,17 @@ class PostgresDatabase(Database):
         except RuntimeError as exc:  # the executor is shut down: the database is closed
             raise StoreUnavailable(f"database closed: {exc}") from exc
 
-    def blocked(self, exc: StoreUnavailable) -> bool:
-        return isinstance(exc.__cause__, psycopg.OperationalError)
+    async def close(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, close)
+        self._thread.shutdown(wait=False)
 
     def _call(self, fn: Callable[[Connection], T]) -> T:
-        """On the worker thread: (re)connect when needed, then run `fn`."""
+        """On the connection's thread: (re)connect when needed, then run `fn`."""
         conn = self._conn
         if conn is None or conn.raw.closed or conn.raw.broken:
             if conn is not None:

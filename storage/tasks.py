@@ -23,6 +23,7 @@ from storage.outbox import (
     enqueue_note,
     enqueue_progress,
     enqueue_root,
+    root_key,
 )
 from storage.people import person_news
 from storage.videos import queue_video
@@ -232,41 +233,50 @@ def _apply(
     family = PRODUCTS[update.product].family
     content_hash = hashlib.sha256(body.encode()).hexdigest()
     videos, images = _json_list(update.result_urls), _json_list(update.image_urls)
+    event = _event_row(family, update, body, content_hash, videos, images, now)
     # Most updates are the first news of a task: the event goes in as news and the task row
     # after it, with no read; only a task that is stored already is read back and merged.
-    event_id = _insert_event(conn, family, update, body, content_hash, videos, images, now)
+    task, news = merge(None, update, now, family)
+    new_task = _task_row(family, task, videos, images)
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        event_id, stored = _store_first_news(conn, event, new_task, channel, now)
+    else:
+        event_id = _insert_event(conn, event)
+        stored = event_id is not None and _insert_task(conn, new_task)
+        if stored and channel is not None:
+            _add_follower(conn, family, update.task_id, channel, now)
+            enqueue_root(conn, family, update.task_id, channel, now)  # it queues the videos
     if event_id is None:
         return Applied(duplicate=True)
-    task, news = merge(None, update, now, family)
-    old = None
-    channels: tuple[str, ...] = ()
-    if not _insert_task(conn, family, task, videos, images):
-        # Replicas merge one task's news in turn. A new task needs no lock: a replica inserting
-        # the same task waits for this transaction on the key, then merges here.
-        lock(conn, f"task:{family}:{update.task_id}")
-        old = _select_task(conn, family, update.task_id)
-        assert old is not None  # the insert just met its row
-        task, news = merge(old, update, now)
-        if not news:
-            conn.execute("UPDATE events SET news = 0 WHERE id = ?", (event_id,))
-        elif update.state.is_final:  # a start from Slack learns its outcome (the ledger)
-            _record_outcome(conn, family, update)
-        if task is not old:
-            _upsert_task(conn, family, task)
-        if news and old.requested_by:  # started from Slack: its Home tab, and a DM at the end
-            ended = task.state.is_final and not old.state.is_final
-            person_news(conn, family, update.task_id, old.requested_by, ended=ended, now=now)
-        following = conn.execute(  # a task stored just now has no followers yet
-            "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
-            (family, update.task_id),
-        ).fetchall()
-        channels = tuple(row["channel"] for row in following)
+    if stored:
+        followers = () if channel is None else (channel,)
+        return Applied(False, news, task, followers, queued=bool(followers))
+    # Replicas merge one task's news in turn. A new task needs no lock: a replica inserting
+    # the same task waits for this transaction on the key, then merges here.
+    lock(conn, f"task:{family}:{update.task_id}")
+    old = _select_task(conn, family, update.task_id)
+    assert old is not None  # the insert just met its row
+    task, news = merge(old, update, now)
+    if not news:
+        conn.execute("UPDATE events SET news = 0 WHERE id = ?", (event_id,))
+    elif update.state.is_final:  # a start from Slack learns its outcome (the ledger)
+        _record_outcome(conn, family, update)
+    if task is not old:
+        _upsert_task(conn, family, task)
+    if news and old.requested_by:  # started from Slack: its Home tab, and a DM at the end
+        ended = task.state.is_final and not old.state.is_final
+        person_news(conn, family, update.task_id, old.requested_by, ended=ended, now=now)
+    following = conn.execute(  # a task stored without a channel has no followers yet
+        "SELECT channel FROM task_channels WHERE family = ? AND task_id = ?",
+        (family, update.task_id),
+    ).fetchall()
+    channels = tuple(row["channel"] for row in following)
     if not channels and channel is not None:
         _add_follower(conn, family, update.task_id, channel, now)
         enqueue_root(conn, family, update.task_id, channel, now)  # it queues the videos
         return Applied(False, news, task, (channel,), queued=True)
     if news:
-        known = old.result_urls if old is not None else ()
+        known = old.result_urls
         brought = [url for url in task.result_urls if url not in known]
         # A task still running that moved a stage on (Suno's lyrics, its first track) changes
         # its root in place; a final answer also gets a reply in the thread.
@@ -299,8 +309,22 @@ def _select_task(conn: Connection, family: str, task_id: str) -> Task | None:
     return _task(row) if row else None
 
 
-def _insert_event(
-    conn: Connection,
+_INSERT_EVENT = """INSERT INTO events (family, task_id, product, source, content_hash, body,
+                                      state, result_urls, image_urls, code, message, prompt,
+                                      news, received_at, model, credits, media, stage, tracks,
+                                      result_text)
+                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                  ON CONFLICT (product, task_id, source, content_hash) DO NOTHING
+                  RETURNING id"""
+
+
+def _insert_event(conn: Connection, event: tuple[Any, ...]) -> int | None:
+    """Log an update as news; its event id, or None when the same content is logged already."""
+    row = conn.execute(_INSERT_EVENT, event).fetchone()
+    return int(row[0]) if row else None
+
+
+def _event_row(
     family: str,
     update: TaskUpdate,
     body: str,
@@ -308,39 +332,29 @@ def _insert_event(
     videos: str,
     images: str,
     now: float,
-) -> int | None:
-    """Log the update as news; its event id, or None when the same content is logged already."""
-    row = conn.execute(
-        """INSERT INTO events (family, task_id, product, source, content_hash, body, state,
-                               result_urls, image_urls, code, message, prompt, news, received_at,
-                               model, credits, media, stage, tracks, result_text)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-           ON CONFLICT (product, task_id, source, content_hash) DO NOTHING
-           RETURNING id""",
-        (
-            family,
-            update.task_id,
-            update.product,
-            update.source,
-            content_hash,
-            body,
-            update.state.value,
-            videos,
-            images,
-            update.code,
-            update.message,
-            update.prompt,
-            1,
-            now,
-            update.model,
-            update.credits,
-            update.media,
-            update.stage,
-            _json_tracks(update.tracks),
-            update.result_text,
-        ),
-    ).fetchone()
-    return int(row[0]) if row else None
+) -> tuple[Any, ...]:
+    return (
+        family,
+        update.task_id,
+        update.product,
+        update.source,
+        content_hash,
+        body,
+        update.state.value,
+        videos,
+        images,
+        update.code,
+        update.message,
+        update.prompt,
+        1,
+        now,
+        update.model,
+        update.credits,
+        update.media,
+        update.stage,
+        _json_tracks(update.tracks),
+        update.result_text,
+    )
 
 
 _INSERT_TASK = """INSERT INTO tasks (family, task_id, product, state, result_urls, image_urls,
@@ -362,10 +376,50 @@ _UPSERT_TASK = (
 )
 
 
-def _insert_task(conn: Connection, family: str, task: Task, videos: str, images: str) -> bool:
+def _insert_task(conn: Connection, task: tuple[Any, ...]) -> bool:
     """Store a task that is not stored yet; False, writing nothing, when it is."""
-    row = _task_row(family, task, videos, images)
-    return conn.execute(_INSERT_NEW_TASK, row).rowcount > 0
+    return conn.execute(_INSERT_NEW_TASK, task).rowcount > 0
+
+
+#: A task's first news on PostgreSQL, in one statement (one round trip): the event, the task
+#: when it is new, and, for a new task, its follower and the root post. A duplicate event finds
+#: its task stored already, so it inserts nothing. Answers the event's id (NULL for a
+#: duplicate) and whether the task was new.
+_FIRST_NEWS = f"""WITH event AS ({_INSERT_EVENT}),
+     task AS ({_INSERT_NEW_TASK} RETURNING family, task_id)
+SELECT (SELECT id FROM event), EXISTS (SELECT 1 FROM task)"""
+_FIRST_NEWS_FOLLOWED = f"""WITH event AS ({_INSERT_EVENT}),
+     task AS ({_INSERT_NEW_TASK} RETURNING family, task_id),
+     follower AS (
+         INSERT INTO task_channels (family, task_id, channel, followed_at)
+         SELECT family, task_id, ?::text, ?::double precision FROM task
+         ON CONFLICT DO NOTHING),
+     root AS (
+         INSERT INTO outbox (key, kind, channel, family, task_id, next_attempt_at, created_at)
+         SELECT ?::text, 'root', ?::text, family, task_id, ?::double precision,
+                ?::double precision FROM task
+         ON CONFLICT (key) DO NOTHING)
+SELECT (SELECT id FROM event), EXISTS (SELECT 1 FROM task)"""
+
+
+def _store_first_news(
+    conn: Connection,
+    event: tuple[Any, ...],
+    task: tuple[Any, ...],
+    channel: str | None,
+    now: float,
+) -> tuple[int | None, bool]:
+    """PostgreSQL: `_insert_event`, `_insert_task` and, for a new task followed in `channel`,
+    `_add_follower` and `enqueue_root`, in one round trip. The event's id (None for a
+    duplicate) and whether the task was new."""
+    if channel is None:
+        row = conn.execute(_FIRST_NEWS, (*event, *task)).fetchone()
+    else:
+        family, task_id = task[0], task[1]
+        followed = (channel, now, root_key(family, task_id, channel), channel, now, now)
+        row = conn.execute(_FIRST_NEWS_FOLLOWED, (*event, *task, *followed)).fetchone()
+    assert row is not None  # the SELECT always answers one row
+    return (None if row[0] is None else int(row[0])), bool(row[1])
 
 
 def _upsert_task(conn: Connection, family: str, task: Task) -> None:
