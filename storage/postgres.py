@@ -226,7 +226,13 @@ class PostgresDatabase(Database):
             self._idle.put_nowait(pooled)
 
     def blocked(self, exc: StoreUnavailable) -> bool:
-        return isinstance(exc.__cause__, psycopg.OperationalError)
+        cause = exc.__cause__
+        # A deadlock with another replica's group undoes this group only: each write then runs
+        # again on its own.
+        rolled_back = isinstance(
+            cause, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+        )
+        return isinstance(cause, psycopg.OperationalError) and not rolled_back
 
 
 class _PooledConnection:

@@ -150,8 +150,9 @@ async def test_the_log_is_checkpointed_in_the_background_not_by_commits(tmp_path
         await db.close()
 
 
-async def test_a_read_does_not_wait_for_a_write_and_sees_the_last_commit(tmp_path):
-    db = await SqliteDatabase.open_file(tmp_path / "d.db")
+async def test_a_read_does_not_wait_for_a_write_and_sees_the_last_commit(opener):
+    """SQLite reads on its reading connection, PostgreSQL on another of the pool's."""
+    db = await opener()
     try:
         await db.write(insert("before"))
         started, release = threading.Event(), threading.Event()
@@ -172,4 +173,40 @@ async def test_a_read_does_not_wait_for_a_write_and_sees_the_last_commit(tmp_pat
         assert [row["token"] for row in rows] == ["before", "during"]
     finally:
         release.set()
-        await db.close()
+
+
+def insert_both(first: str, then: str, mine: threading.Event, theirs: threading.Event):
+    """A write that inserts `first`, waits until the other replica's write has too, then
+    inserts `then`: two of them in opposite orders deadlock."""
+
+    def write(conn) -> str:
+        sql = "INSERT INTO routes (token, channel, created_at) VALUES (?, ?, 0) ON CONFLICT DO NOTHING"
+        conn.execute(sql, (first, f"C{first}"))
+        mine.set()
+        theirs.wait(5)
+        conn.execute(sql, (then, f"C{then}"))
+        return first
+
+    return write
+
+
+async def test_a_deadlock_between_two_replicas_undoes_one_write_and_it_runs_again(postgres_url):
+    """PostgreSQL ends one of two deadlocked transactions; that write runs again on its own
+    instead of failing as if the database were down."""
+    from storage.backends import open_database
+
+    replicas = [await open_database(None, postgres_url) for _ in range(2)]  # type: ignore[arg-type]
+    try:
+        a_ready, b_ready = threading.Event(), threading.Event()
+        results = await asyncio.gather(
+            replicas[0].write(insert_both("x", "y", a_ready, b_ready)),
+            replicas[1].write(insert_both("y", "x", b_ready, a_ready)),
+            return_exceptions=True,
+        )
+        assert results == ["x", "y"]
+        rows = await replicas[0].fetchall("SELECT token FROM routes ORDER BY token")
+        assert [row["token"] for row in rows] == ["x", "y"]
+        assert not replicas[0].health.down and not replicas[1].health.down
+    finally:
+        for replica in replicas:
+            await replica.close()
