@@ -84,7 +84,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -93,10 +93,10 @@ if str(REPO) not in sys.path:
 import aiohttp  # noqa: E402
 import psycopg  # noqa: E402
 from ingest import bot_env  # noqa: E402
+from postgres_server import scratch_database  # noqa: E402
 from processes import (  # noqa: E402
     HOST,
     Server,
-    SetupError,
     free_port,
     percentile,
     run_in_tempdir,
@@ -606,23 +606,6 @@ class Store:
         return float(row[0] if row else 0) / 2**20
 
 
-@contextlib.contextmanager
-def scratch_database(url: str) -> Iterator[str]:
-    """A fresh database on the server at `url` (its URL), dropped afterwards."""
-    name = f"kie_scale_{os.getpid()}"
-    try:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        raise SetupError(f"cannot create database {name} with --postgres: {exc}") from exc
-    try:
-        yield urlsplit(url)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 # --------------------------------------------------------------------------- what is asked
 
 
@@ -1038,7 +1021,11 @@ def print_memory(bot: BotRun) -> None:
 
 async def run(args: argparse.Namespace, tmp: Path) -> None:
     with contextlib.ExitStack() as stack:
-        postgres = stack.enter_context(scratch_database(args.postgres)) if args.postgres else None
+        postgres = (
+            stack.enter_context(scratch_database(args.postgres, "kie_scale"))
+            if args.postgres
+            else None
+        )
         store = Store(tmp / "scale.db", postgres)
         where = "a PostgreSQL database" if postgres else store.path
         print(f"scale benchmark: building {args.tasks:,} tasks in {where}")
