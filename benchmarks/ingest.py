@@ -482,10 +482,15 @@ async def start_targets(
     stack: contextlib.ExitStack,
 ) -> list[Target]:
     references = str(HERE / "references.py")
-    bot_argv = [sys.executable]
-    if args.profile_bot:
-        bot_argv += ["-m", "cProfile", "-o", str(Path(args.profile_bot).resolve())]
-    bot_argv += ["-m", "bot", "serve"]
+
+    def bot_argv(store: str) -> list[str]:
+        """`python -m bot serve`, under cProfile into FILE-`store`.EXT with --profile-bot."""
+        if not args.profile_bot:
+            return [sys.executable, "-m", "bot", "serve"]
+        path = Path(args.profile_bot).resolve()
+        profile = path.with_name(f"{path.stem}-{store}{path.suffix}")
+        return [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "bot", "serve"]
+
     targets: list[Target] = []
 
     def launch(name: str, argv: list[str], env: dict[str, str], port: int) -> Target:
@@ -505,7 +510,10 @@ async def start_targets(
     )
     port = free_port()
     sqlite_target = launch(
-        SQLITE, bot_argv, bot_env(port, f"sqlite:///{tmp / 'bot.db'}", args.log_level), port
+        SQLITE,
+        bot_argv("sqlite"),
+        bot_env(port, f"sqlite:///{tmp / 'bot.db'}", args.log_level),
+        port,
     )
     sqlite_target.database = tmp / "bot.db"
     server, about = postgres
@@ -515,7 +523,9 @@ async def start_targets(
     else:
         url = stack.enter_context(scratch_database(server.url, "kie_bench"))
         port = free_port()
-        launch(POSTGRES, bot_argv, bot_env(port, url, args.log_level), port).postgres = server
+        launch(
+            POSTGRES, bot_argv("postgresql"), bot_env(port, url, args.log_level), port
+        ).postgres = server
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
         for target in targets:
             if target.server is None:
@@ -831,7 +841,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--client-cpu", type=int, help="CPU for the load generators")
     parser.add_argument("--server-cpu", type=int, help="CPU for the servers")
-    parser.add_argument("--profile-bot", metavar="FILE", help="run the bot under cProfile")
+    parser.add_argument(
+        "--profile-bot",
+        metavar="FILE",
+        help="run the bots under cProfile, into FILE-sqlite and FILE-postgresql (suffix kept)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.seconds > 600:
