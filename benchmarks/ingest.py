@@ -704,10 +704,11 @@ def print_summary(targets: list[Target], args: argparse.Namespace, cpus: Cpus) -
     if cpus.client is not None and cpus.server is not None:
         client = max(s.costs.busy.get(cpus.client, NAN) for s in saturation)
         server = min(s.costs.busy.get(cpus.server, NAN) for s in saturation)
+        own = any(target.postgres is not None and target.postgres.own for target in targets)
         print(
-            f"under wrk: the client CPU {cpus.client} (wrk, this script, the throwaway "
-            f"PostgreSQL) at most {client:.0%} busy, the server CPU {cpus.server} at least "
-            f"{server:.0%}"
+            f"under wrk: the client CPU {cpus.client} (wrk, this script"
+            f"{', the throwaway PostgreSQL' if own else ''}) at most {client:.0%} busy, "
+            f"the server CPU {cpus.server} at least {server:.0%}"
         )
     by_name = {target.name: target for target in targets}
     sqlite, postgres = by_name[SQLITE], by_name[POSTGRES]
