@@ -36,11 +36,12 @@ Each round runs every target in turn (so a change in the machine's load hits the
               generator's own CPU and send lag (it kept up if both are small)
 CPU per request: the server's (user + system time of its process, all threads, from
 /proc/PID/stat) and, for kie-slack on PostgreSQL, PostgreSQL's in its own column (the postmaster
-and all its children, from /proc; counted only when the server runs on this machine), never
-added to the bot's. Also shown: how busy each of the two CPUs was (/proc/stat). For PostgreSQL,
-pg_stat_statements is reset before each phase and read after it: statements per stored callback
-(every call counts, BEGIN and COMMIT too: with one statement at a time, the round trips; stored
-callbacks are the events rows added), and the statements with the most calls.
+and all its children, from /proc, split in the summary by kind of process; counted only when the
+server runs on this machine), never added to the bot's. Also shown: how busy each of the two
+CPUs was under wrk (/proc/stat). For PostgreSQL, pg_stat_statements is reset before each phase
+and read after it: statements per stored callback (every call counts, BEGIN and COMMIT too: with
+one statement at a time, the round trips; stored callbacks are the events rows added), and the
+statements with the most calls, with their mean and longest execution.
 
 Printed: two lines per target and round (saturation, fixed rate), then the medians over the
 rounds with throughput and CPU as ratios to the bare handler's in the same round, PostgreSQL's
@@ -166,6 +167,8 @@ class Costs:
     #: The server's and PostgreSQL's CPU as a share of the phase's wall time.
     server_share: float
     database_share: float
+    #: PostgreSQL's CPU per request by kind of process (see PgServer.cpu_seconds).
+    database_kinds: dict[str, float] = field(default_factory=dict)
     stored: int | None = None
     statements: Statements | None = None
 
@@ -290,7 +293,7 @@ class Meter:
         if target.counter is not None:
             self._stored = target.counter.count("events")
             target.counter.reset()
-        self._database = target.postgres.cpu_seconds() if target.postgres else None
+        self._kinds = target.postgres.cpu_seconds() if target.postgres else None
         self._ticks = cpu_ticks()
         self._children = children_cpu()
         self._started = time.monotonic()
@@ -302,20 +305,27 @@ class Meter:
         assert target.server is not None
         server = target.server.cpu_seconds()
         ticks = cpu_ticks()
-        database = target.postgres.cpu_seconds() if target.postgres else None
+        kinds = target.postgres.cpu_seconds() if target.postgres else None
         seconds = time.monotonic() - self._started
         busy = {
             cpu: (busy - self._ticks[cpu][0]) / max(1, total - self._ticks[cpu][1])
             for cpu, (busy, total) in ticks.items()
             if cpu in self._ticks
         }
+        before = None if self._kinds is None else sum(self._kinds.values())
+        database = None if kinds is None else sum(kinds.values())
         costs = Costs(
             per_request(self._server, server, requests),
-            per_request(self._database, database, requests),
+            per_request(before, database, requests),
             busy,
             share(self._server, server, seconds),
-            share(self._database, database, seconds),
+            share(before, database, seconds),
         )
+        if kinds is not None and self._kinds is not None:
+            costs.database_kinds = {
+                kind: per_request(self._kinds.get(kind, 0.0), spent, requests)
+                for kind, spent in kinds.items()
+            }
         if target.counter is not None and self._stored is not None:
             costs.statements = target.counter.read()
             costs.stored = target.counter.count("events") - self._stored
@@ -616,7 +626,7 @@ async def measure(
                 f" errors {sum(fix.errors.values())}"
                 f"{' ' + str(fix.errors) if fix.errors else ''}"
                 f" | generator CPU {fix.generator_cpu:.0%}, send lag p99"
-                f" {fix.lag_p99_ms:.2f} ms, {busy_text(fix.costs, cpus)}"
+                f" {fix.lag_p99_ms:.2f} ms, {busy_text(fix.costs, None)}"
             )
 
 
@@ -629,16 +639,21 @@ def costs_text(costs: Costs) -> str:
     return text
 
 
-def busy_text(costs: Costs, cpus: Cpus) -> str:
-    """How busy the CPUs were (this benchmark's CPUs when pinned), and the server's share."""
-    shown = cpus.pinned() or sorted(costs.busy)
-    text = "CPU busy " + " ".join(
-        f"{cpu}:{costs.busy[cpu]:.0%}" for cpu in shown if cpu in costs.busy
-    )
-    text += f" (server {costs.server_share:.0%}"
+def busy_text(costs: Costs, cpus: Cpus | None) -> str:
+    """The server's (and PostgreSQL's) CPU share, and with `cpus` how busy the CPUs were.
+
+    /proc/stat counts busy time in clock ticks, which miss short bursts: only under wrk does it
+    tell whether other work ran on these CPUs.
+    """
+    text = f"server CPU {costs.server_share:.0%}"
     if costs.database_share == costs.database_share:  # not NaN
         text += f", PostgreSQL {costs.database_share:.0%}"
-    return text + ")"
+    if cpus is not None:
+        shown = cpus.pinned() or sorted(costs.busy)
+        text += ", CPU busy " + " ".join(
+            f"{cpu}:{costs.busy[cpu]:.0%}" for cpu in shown if cpu in costs.busy
+        )
+    return text
 
 
 def load() -> str:
@@ -734,10 +749,15 @@ def print_postgres(postgres: Target, sqlite: Target, args: argparse.Namespace) -
         database = median([p.costs.database_us for p in mine])
         calls = median([p.costs.per_callback() for p in mine])
         executing = median([p.costs.exec_us_per_callback() for p in mine])
+        kinds = sorted({kind for p in mine for kind in p.costs.database_kinds})
+        split = ", ".join(
+            f"{kind} {median([p.costs.database_kinds.get(kind, NAN) for p in mine]):.0f}"
+            for kind in kinds
+        )
         print(
             f"  {phase:<6} bot CPU {bot:.0f} us (SQLite {reference:.0f} us, x{bot / reference:.2f});"
-            f" PostgreSQL CPU {database:.0f} us; {calls:.2f} statements, executing"
-            f" {executing:.0f} us in PostgreSQL"
+            f" PostgreSQL CPU {database:.0f} us ({split or 'not split'}); {calls:.2f} statements,"
+            f" executing {executing:.0f} us in PostgreSQL"
         )
     counter = postgres.counter
     if counter is None or counter.available is not None:
@@ -753,15 +773,19 @@ def print_postgres(postgres: Target, sqlite: Target, args: argparse.Namespace) -
         f"(pg_stat_statements calls, BEGIN and COMMIT included; {statements.total()} over "
         f"{stored} callbacks stored in the measured phases)"
     )
-    print(f"  {'calls/cb':>8} {'mean ms':>8}  statement (top {TOP_STATEMENTS} by calls)")
+    print(
+        f"  {'calls/cb':>8} {'mean ms':>8} {'max ms':>7}  statement (top {TOP_STATEMENTS} by"
+        " calls; mean and longest execution in PostgreSQL)"
+    )
     for query, calls in statements.calls.most_common(TOP_STATEMENTS):
         mean = statements.exec_ms[query] / calls if calls else NAN
-        print(f"  {calls / stored:>8.3f} {mean:>8.3f}  {shorten(query)}")
+        longest = statements.max_ms[query]
+        print(f"  {calls / stored:>8.3f} {mean:>8.3f} {longest:>7.2f}  {shorten(query, 70)}")
 
 
 def print_target(text: str, value: float, unit: str, limit: float, at_most: bool) -> None:
     met = value <= limit if at_most else value >= limit
-    figure = f"{value:.2f} {unit}"
+    figure = f"{value:.3f} x" if unit == "x" else f"{value:.2f} ms"
     print(f"  {text:<62} {figure:>9} -> {'met' if met else 'NOT met'}")
 
 

@@ -73,16 +73,16 @@ class PgServer:
         except (OSError, ValueError, IndexError):
             return None
 
-    def cpu_seconds(self) -> float | None:
-        """User + system CPU of the postmaster and all its children, from /proc.
-
-        The postmaster's own counts include its children that have exited (it waits for them),
-        so the sum only grows. None when the server is not on this machine or not readable.
-        """
+    def cpu_seconds(self) -> dict[str, float] | None:
+        """User + system CPU of the postmaster and all its children, from /proc, by kind:
+        "connections" (the backends serving clients), "autovacuum" (its running workers),
+        "exited" (children that have exited, counted in the postmaster's: mostly autovacuum
+        workers), "background" (the postmaster, checkpointer, writers, launchers). The sum only
+        grows. None when the server is not on this machine or not readable."""
         postmaster = self.postmaster_pid()
         if postmaster is None:
             return None
-        ticks = 0
+        ticks: Counter[str] = Counter()
         found = False
         for stat in Path("/proc").glob("[0-9]*/stat"):
             with contextlib.suppress(OSError, ValueError, IndexError):
@@ -90,10 +90,23 @@ class PgServer:
                 pid, ppid = int(stat.parent.name), int(fields[1])
                 if pid == postmaster:
                     found = True
-                    ticks += sum(int(value) for value in fields[11:15])  # with exited children
+                    ticks["background"] += int(fields[11]) + int(fields[12])
+                    ticks["exited"] += int(fields[13]) + int(fields[14])
                 elif ppid == postmaster:
-                    ticks += int(fields[11]) + int(fields[12])
-        return ticks / os.sysconf("SC_CLK_TCK") if found else None
+                    title = (stat.parent / "cmdline").read_bytes().decode(errors="replace")
+                    ticks[process_kind(title)] += int(fields[11]) + int(fields[12])
+        if not found:
+            return None
+        return {kind: count / os.sysconf("SC_CLK_TCK") for kind, count in ticks.items()}
+
+
+def process_kind(title: str) -> str:
+    """What a PostgreSQL child process does, from its title ("postgres: walwriter", …)."""
+    if "autovacuum worker" in title:
+        return "autovacuum"
+    if re.search(r"\(\d+\)|\[local\]", title):  # "user db 127.0.0.1(5555) idle"
+        return "connections"
+    return "background"
 
 
 def local_data_directory(url: str) -> Path | None:
@@ -199,15 +212,21 @@ def shorten(query: str, width: int = 76) -> str:
 
 @dataclass
 class Statements:
-    """Calls and execution time per statement in one database, from pg_stat_statements."""
+    """Calls, total and longest execution time per statement in one database, from
+    pg_stat_statements."""
 
     calls: Counter[str] = field(default_factory=Counter)
     exec_ms: dict[str, float] = field(default_factory=dict)
+    max_ms: dict[str, float] = field(default_factory=dict)
+
+    def add(self, query: str, calls: int, exec_ms: float, max_ms: float) -> None:
+        self.calls[query] += calls
+        self.exec_ms[query] = self.exec_ms.get(query, 0.0) + exec_ms
+        self.max_ms[query] = max(self.max_ms.get(query, 0.0), max_ms)
 
     def __iadd__(self, other: Statements) -> Statements:
-        self.calls += other.calls
-        for query, spent in other.exec_ms.items():
-            self.exec_ms[query] = self.exec_ms.get(query, 0.0) + spent
+        for query, calls in other.calls.items():
+            self.add(query, calls, other.exec_ms[query], other.max_ms[query])
         return self
 
     def total(self) -> int:
@@ -245,12 +264,11 @@ class StatementCounter:
         if self.available is not None:
             return None
         rows = self._conn.execute(
-            "SELECT query, calls, total_exec_time FROM pg_stat_statements"
+            "SELECT query, calls, total_exec_time, max_exec_time FROM pg_stat_statements"
             " WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
             " AND query NOT LIKE '%pg_stat_statements%'"
         ).fetchall()
         found = Statements()
-        for query, calls, exec_ms in rows:
-            found.calls[query] += int(calls)
-            found.exec_ms[query] = found.exec_ms.get(query, 0.0) + float(exec_ms)
+        for query, calls, exec_ms, max_ms in rows:
+            found.add(query, int(calls), float(exec_ms), float(max_ms))
         return found
