@@ -30,7 +30,9 @@ computed ahead into a plan file, the same requests for every target.
 Each round runs every target in turn (so a change in the machine's load hits them alike):
   saturation  wrk, one thread, `--connections` keep-alive connections, closed loop, after a
               one-second warm-up: requests/s, wrk's p50/p99, CPU per request, wrk's own CPU
-  fixed rate  `--rate` requests/s open loop (benchmarks/openloop.py): a request's latency runs
+  fixed rate  after a one-second pause that measures the CPU the server (and PostgreSQL) still
+              spend on the burst before (the callbacks' posts, autovacuum),
+              `--rate` requests/s open loop (benchmarks/openloop.py): a request's latency runs
               from its due time to its whole answer, so a late answer delays nothing else and
               counts in full (no coordinated omission); p50/p99/max, CPU per request, the
               generator's own CPU and send lag (it kept up if both are small)
@@ -106,6 +108,8 @@ HMAC_KEY = "bench-hmac-key-not-a-secret"
 CALLBACK_PATH = "/callbacks/veo"
 TASK_ID_MARKER = "__BENCH_TASK_ID__"
 WARMUP_SECONDS = 1.0
+#: The pause before the open loop, measuring what the server still does with no requests.
+IDLE_SECONDS = 1.0
 #: wrk's limit for one request, and the open-loop generator's wait for the last answers.
 REQUEST_TIMEOUT = 10.0
 BARE, REFERENCE, SQLITE, POSTGRES = (
@@ -205,6 +209,8 @@ class FixedRate:
     costs: Costs
     generator_cpu: float
     lag_p99_ms: float
+    #: The server's and PostgreSQL's CPU shares in the IDLE_SECONDS before the phase.
+    idle: tuple[float, float]
 
 
 @dataclass
@@ -416,6 +422,7 @@ async def fixed_rate(
         f"--rate={args.rate:g}",
         f"--seconds={args.seconds:g}",
     ]
+    idle = await idle_shares(target)
     meter = Meter(target)
     result = marked(await output_of(pinned(argv, cpus.client)), "OPENLOOP_RESULT")
     costs, _ = meter.stop(count)
@@ -430,6 +437,27 @@ async def fixed_rate(
         costs=costs,
         generator_cpu=float(result["cpu"]),
         lag_p99_ms=float(result["lag_p99_ms"] or "nan"),
+        idle=idle,
+    )
+
+
+async def idle_shares(target: Target) -> tuple[float, float]:
+    """The server's and PostgreSQL's CPU shares over IDLE_SECONDS with no requests: what the
+    phase before left to do (stored callbacks' posts, autovacuum), still running."""
+    assert target.server is not None
+    server = target.server.cpu_seconds()
+    kinds = target.postgres.cpu_seconds() if target.postgres else None
+    started = time.monotonic()
+    await asyncio.sleep(IDLE_SECONDS)
+    seconds = time.monotonic() - started
+    kinds_after = target.postgres.cpu_seconds() if target.postgres else None
+    return (
+        share(server, target.server.cpu_seconds(), seconds),
+        share(
+            None if kinds is None else sum(kinds.values()),
+            None if kinds_after is None else sum(kinds_after.values()),
+            seconds,
+        ),
     )
 
 
@@ -626,7 +654,8 @@ async def measure(
                 f" errors {sum(fix.errors.values())}"
                 f"{' ' + str(fix.errors) if fix.errors else ''}"
                 f" | generator CPU {fix.generator_cpu:.0%}, send lag p99"
-                f" {fix.lag_p99_ms:.2f} ms, {busy_text(fix.costs, None)}"
+                f" {fix.lag_p99_ms:.2f} ms, {busy_text(fix.costs, None)};"
+                f" {idle_text(fix.idle)}"
             )
 
 
@@ -654,6 +683,12 @@ def busy_text(costs: Costs, cpus: Cpus | None) -> str:
             f"{cpu}:{costs.busy[cpu]:.0%}" for cpu in shown if cpu in costs.busy
         )
     return text
+
+
+def idle_text(idle: tuple[float, float]) -> str:
+    server, database = idle
+    text = f"{IDLE_SECONDS:g} s idle before: server CPU {server:.0%}"
+    return text if database != database else f"{text}, PostgreSQL {database:.0%}"
 
 
 def load() -> str:
