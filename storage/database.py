@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from storage.health import StoreHealth
 
@@ -294,11 +296,28 @@ class Connection(Protocol):
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
 
 
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Batched(Generic[T]):
+    """A write that starts with one statement whose first row `then` reads.
+
+    Called as a write, it runs the statement and `then`. In a group of writes, consecutive
+    `Batched` writes of the same statement are sent together where the connection can
+    (PostgreSQL: one pipeline, `first_rows`), then each one's `then` runs in turn.
+    """
+
+    sql: str
+    params: Sequence[Any]
+    then: Callable[[Connection, Any], T]
+
+    def __call__(self, conn: Connection) -> T:
+        return self.then(conn, conn.execute(self.sql, self.params).fetchone())
+
+
 class StoreUnavailable(RuntimeError):
     """The database cannot be read or written right now."""
-
-
-T = TypeVar("T")
 
 
 class Database:
@@ -314,10 +333,12 @@ class Database:
     dialect = "sqlite"
     #: The statement that opens a write transaction.
     begin = "BEGIN IMMEDIATE"
+    #: How many groups of writes may run at once, each in its own transaction.
+    writers = 1
 
     def __init__(self) -> None:
         self._writes: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._writing: set[asyncio.Task[None]] = set()
         #: Whether the database answers: told by every write group, read by `/healthz`.
         self.health = StoreHealth()
 
@@ -335,15 +356,16 @@ class Database:
     async def write(self, fn: Callable[[Connection], T]) -> T:
         """Run `fn` in a write transaction: committed if it returns, rolled back if it raises.
 
-        Writes that arrive while another is running are grouped into one transaction: under
-        load, many writes share one hand-off to the database thread and one commit. If one of
-        them fails, the group is rolled back and each write runs again on its own, so one
-        failing write never undoes another.
+        Writes that arrive while `writers` groups are running are grouped into one
+        transaction: under load, many writes share one hand-off to the database thread and one
+        commit. If one of them fails, the group is rolled back and each write runs again on
+        its own, so one failing write never undoes another.
         """
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._writes.append((fn, future))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_pending())
+        self._writing = {writer for writer in self._writing if not writer.done()}
+        if len(self._writing) < self.writers:
+            self._writing.add(asyncio.create_task(self._write_pending()))
         return await future
 
     async def _write_pending(self) -> None:
@@ -403,7 +425,28 @@ def _all(
     fns: list[Callable[[Connection], Any]],
 ) -> Callable[[Connection], list[Any]]:
     """One function running every write of a batch, in order, on one connection."""
-    return lambda conn: [fn(conn) for fn in fns]
+
+    def run(conn: Connection) -> list[Any]:
+        first_rows = getattr(conn, "first_rows", None)
+        if first_rows is None:
+            return [fn(conn) for fn in fns]
+        results: list[Any] = []
+        for _, run in itertools.groupby(fns, key=_statement):
+            writes = list(run)
+            if len(writes) == 1 or not isinstance(writes[0], Batched):
+                results.extend(fn(conn) for fn in writes)
+                continue
+            batched = cast(list[Batched[Any]], writes)
+            rows = first_rows(batched[0].sql, [write.params for write in batched])
+            results.extend(write.then(conn, row) for write, row in zip(batched, rows, strict=True))
+        return results
+
+    return run
+
+
+def _statement(fn: Callable[[Connection], Any]) -> object:
+    """What groups consecutive writes: a `Batched` write's statement, else the write itself."""
+    return fn.sql if isinstance(fn, Batched) else fn
 
 
 def _settle(

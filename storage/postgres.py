@@ -120,6 +120,17 @@ class PgConnection:
         cursor.executemany(placeholders(sql), [tuple(row) for row in rows])
         return PgCursor(cursor)
 
+    def first_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row | None]:
+        """Run `sql` once per parameter row, all sent together (one pipeline: one round trip),
+        and answer the first row of each."""
+        cursor = self.raw.cursor()
+        cursor.executemany(placeholders(sql), [tuple(row) for row in rows], returning=True)
+        answers = []
+        while True:
+            answers.append(cursor.fetchone() if cursor.description else None)
+            if not cursor.nextset():
+                return answers
+
     def lock(self, key: str) -> None:
         """Hold `key` until the transaction ends: other processes' transactions on it wait."""
         self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
@@ -177,9 +188,9 @@ def safe_url(url: str) -> str:
 class PostgresDatabase(Database):
     """PostgreSQL through a small pool of psycopg connections, each used from its own thread.
 
-    Writes go through `Database.write`, grouped, one group at a time on whichever connection is
-    free; reads take any other, so the intake's writes, the delivery's reads and the poller's
-    never queue behind one another.
+    Writes go through `Database.write`, grouped, up to `writers` groups at a time, each on a
+    connection of its own; reads take any free connection, and one is always left to them, so
+    the intake's writes, the delivery's reads and the poller's never queue behind one another.
 
     Several processes may share the database: writes that read then change a task lock it first
     (`lock_task`), work is claimed with leases (`storage.leases`), and migrations take an
@@ -188,6 +199,8 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
     begin = "BEGIN"
+    #: Groups of writes in flight at once; one connection stays for reads.
+    writers = POOL_SIZE - 1
 
     def __init__(self, url: str, size: int = POOL_SIZE) -> None:
         super().__init__()

@@ -14,7 +14,7 @@ from typing import Any
 from bot.kie.failures import explain_failure
 from bot.kie.products import FAMILIES, PRODUCTS
 from bot.task import Applied, State, Task, TaskUpdate, Track, merge
-from storage.database import Connection, Database, Row, lock
+from storage.database import Batched, Connection, Database, Row, lock
 from storage.ledger import record_outcome
 from storage.outbox import (
     PROGRESS_EVERY,
@@ -74,10 +74,11 @@ class TaskStore:
         nothing. Returns after the commit.
         """
         body = canonical_json(update.raw)
-        write = functools.partial(
-            _apply, update, body, channel, self._clock(), save_videos=self._save_videos
-        )
-        applied = await self._db.write(write)
+        stored = _Update.of(update, body, channel, self._clock(), self._save_videos)
+        if self._db.dialect == "postgresql":
+            applied = await self._db.write(_first_news(stored))
+        else:
+            applied = await self._db.write(functools.partial(_first_news_sqlite, stored))
         if applied.queued:
             self.outbox_ready.set()
         return applied
@@ -221,6 +222,33 @@ class BesideTasks:
         self._clock = clock
 
 
+@dataclass(frozen=True)
+class _Update:
+    """An update ready to store, its rows made before the transaction: its event, and its
+    task as it stands when this is the task's first news."""
+
+    update: TaskUpdate
+    channel: str | None
+    now: float
+    save_videos: bool
+    family: str
+    event: tuple[Any, ...]
+    task: Task
+    task_row: tuple[Any, ...]
+
+    @classmethod
+    def of(
+        cls, update: TaskUpdate, body: str, channel: str | None, now: float, save_videos: bool
+    ) -> _Update:
+        family = PRODUCTS[update.product].family
+        content_hash = hashlib.sha256(body.encode()).hexdigest()
+        videos, images = _json_list(update.result_urls), _json_list(update.image_urls)
+        event = _event_row(family, update, body, content_hash, videos, images, now)
+        task, _ = merge(None, update, now, family)
+        task_row = _task_row(family, task, videos, images)
+        return cls(update, channel, now, save_videos, family, event, task, task_row)
+
+
 def _apply(
     update: TaskUpdate,
     body: str,
@@ -230,27 +258,60 @@ def _apply(
     *,
     save_videos: bool = False,
 ) -> Applied:
-    family = PRODUCTS[update.product].family
-    content_hash = hashlib.sha256(body.encode()).hexdigest()
-    videos, images = _json_list(update.result_urls), _json_list(update.image_urls)
-    event = _event_row(family, update, body, content_hash, videos, images, now)
+    """Record `update` within the caller's write transaction."""
+    stored = _Update.of(update, body, channel, now, save_videos)
+    if getattr(conn, "dialect", "sqlite") == "postgresql":
+        return _first_news(stored)(conn)
+    return _first_news_sqlite(stored, conn)
+
+
+def _first_news_sqlite(stored: _Update, conn: Connection) -> Applied:
+    """SQLite: the update as a first news, statement by statement (no round trips to save)."""
     # Most updates are the first news of a task: the event goes in as news and the task row
     # after it, with no read; only a task that is stored already is read back and merged.
-    task, news = merge(None, update, now, family)
-    new_task = _task_row(family, task, videos, images)
-    if getattr(conn, "dialect", "sqlite") == "postgresql":
-        event_id, stored = _store_first_news(conn, event, new_task, channel, now)
+    event_id = _insert_event(conn, stored.event)
+    new = event_id is not None and _insert_task(conn, stored.task_row)
+    if new and stored.channel is not None:
+        family, task_id, channel, now = (
+            stored.family,
+            stored.update.task_id,
+            stored.channel,
+            stored.now,
+        )
+        _add_follower(conn, family, task_id, channel, now)
+        enqueue_root(conn, family, task_id, channel, now)  # it queues the videos
+    return _stored(stored, conn, event_id, new)
+
+
+def _first_news(stored: _Update) -> Batched[Applied]:
+    """PostgreSQL: `_insert_event`, `_insert_task` and, for a new task followed in a channel,
+    `_add_follower` and `enqueue_root`, as one statement; a group of writes sends its
+    callbacks' statements together (`Batched`)."""
+    if stored.channel is None:
+        sql, params = _FIRST_NEWS, (*stored.event, *stored.task_row)
     else:
-        event_id = _insert_event(conn, event)
-        stored = event_id is not None and _insert_task(conn, new_task)
-        if stored and channel is not None:
-            _add_follower(conn, family, update.task_id, channel, now)
-            enqueue_root(conn, family, update.task_id, channel, now)  # it queues the videos
+        channel, now = stored.channel, stored.now
+        root = root_key(stored.family, stored.update.task_id, channel)
+        followed = (channel, now, root, channel, now, now)
+        sql, params = _FIRST_NEWS_FOLLOWED, (*stored.event, *stored.task_row, *followed)
+
+    def then(conn: Connection, row: Row | None) -> Applied:
+        assert row is not None  # the SELECT always answers one row
+        event_id = None if row[0] is None else int(row[0])
+        return _stored(stored, conn, event_id, bool(row[1]))
+
+    return Batched(sql, params, then)
+
+
+def _stored(stored: _Update, conn: Connection, event_id: int | None, new: bool) -> Applied:
+    """What the update did, once its event (`event_id`, None for a duplicate) and, when `new`,
+    its task, follower and root post are written; a task stored before is merged here."""
+    update, channel, now, family = stored.update, stored.channel, stored.now, stored.family
     if event_id is None:
         return Applied(duplicate=True)
-    if stored:
+    if new:
         followers = () if channel is None else (channel,)
-        return Applied(False, news, task, followers, queued=bool(followers))
+        return Applied(False, True, stored.task, followers, queued=bool(followers))
     # Replicas merge one task's news in turn. A new task needs no lock: a replica inserting
     # the same task waits for this transaction on the key, then merges here.
     lock(conn, f"task:{family}:{update.task_id}")
@@ -287,7 +348,7 @@ def _apply(
                 enqueue_card_update(conn, family, update.task_id, follower, key, now)
             else:
                 enqueue_news(conn, family, update.task_id, follower, event_id, now)
-            if save_videos:  # after the reply that announces them
+            if stored.save_videos:  # after the reply that announces them
                 for url in brought:
                     reply = None if staged else event_id
                     queue_video(conn, family, update.task_id, follower, url, reply, now)
@@ -400,26 +461,6 @@ _FIRST_NEWS_FOLLOWED = f"""WITH event AS ({_INSERT_EVENT}),
                 ?::double precision FROM task
          ON CONFLICT (key) DO NOTHING)
 SELECT (SELECT id FROM event), EXISTS (SELECT 1 FROM task)"""
-
-
-def _store_first_news(
-    conn: Connection,
-    event: tuple[Any, ...],
-    task: tuple[Any, ...],
-    channel: str | None,
-    now: float,
-) -> tuple[int | None, bool]:
-    """PostgreSQL: `_insert_event`, `_insert_task` and, for a new task followed in `channel`,
-    `_add_follower` and `enqueue_root`, in one round trip. The event's id (None for a
-    duplicate) and whether the task was new."""
-    if channel is None:
-        row = conn.execute(_FIRST_NEWS, (*event, *task)).fetchone()
-    else:
-        family, task_id = task[0], task[1]
-        followed = (channel, now, root_key(family, task_id, channel), channel, now, now)
-        row = conn.execute(_FIRST_NEWS_FOLLOWED, (*event, *task, *followed)).fetchone()
-    assert row is not None  # the SELECT always answers one row
-    return (None if row[0] is None else int(row[0])), bool(row[1])
 
 
 def _upsert_task(conn: Connection, family: str, task: Task) -> None:
