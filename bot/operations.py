@@ -2,7 +2,7 @@
 `kie-slack usage`.
 
 They open the bot's database from a second process while the bot runs; the running bot picks
-up rows made due within seconds.
+up rows made due at once on PostgreSQL (the command sends a NOTIFY), within seconds on SQLite.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from storage.backends import open_database
 from storage.database import Database, StoreUnavailable
 from storage.ledger import UsageStore
 from storage.outbox import Outbox, OutboxEntry, OutboxStats
+from storage.wakeups import notify
 
 
 def age(seconds: float) -> str:
@@ -99,8 +100,10 @@ async def list_outbox(settings: Settings) -> int:
 async def retry_outbox(settings: Settings, rows: Sequence[int], failed: bool) -> int:
     """Make rows due again; 0 when at least one changed (or none failed), 1 otherwise."""
     try:
-        async with _outbox("outbox retry", settings) as outbox:
-            changed = await outbox.resend(rows, failed=failed)
+        async with _database("outbox retry", settings) as database:
+            changed = await Outbox(database).resend(rows, failed=failed)
+            if changed and database.dialect == "postgresql":
+                await database.write(notify)  # the replicas send them at once
     except CommandFailed as exc:
         print(exc)
         return 1

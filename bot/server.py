@@ -50,6 +50,7 @@ from storage.sqlite import serving_lock
 from storage.submissions import SubmissionStore
 from storage.tasks import TaskStore
 from storage.videos import SavedVideos
+from storage.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ HEALTH = web.AppKey("health", StoreHealth)
 RETENTION = web.AppKey("retention", Retention)
 #: The guarded session result videos are downloaded through (see bot/video/download.py).
 DOWNLOADS = web.AppKey("downloads", aiohttp.ClientSession)
+#: On PostgreSQL: replicas wake each other for new Slack work (LISTEN/NOTIFY).
+WAKEUPS = web.AppKey("wakeups", Wakeups)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,10 @@ def create_app(
             database = await open_database(settings.database_path, settings.postgres_url)
             app[HEALTH] = database.health
             app[TASKS] = TaskStore(database, clock=clock, save_videos=settings.slack_save_videos)
+            if database.dialect == "postgresql" and settings.postgres_url is not None:
+                # Before anything holds `outbox_ready`: queued work then wakes every replica.
+                app[WAKEUPS] = await Wakeups.start(settings.postgres_url)
+                app[TASKS].outbox_ready = app[WAKEUPS].ready
             app[VIDEOS] = SavedVideos(database, clock=clock)
             app[OUTBOX] = Outbox(database, clock=clock)
             app[ROUTES] = RouteStore(database, clock=clock)
@@ -133,6 +140,8 @@ def create_app(
             if (leases := app.get(LEASES)) is not None:
                 with contextlib.suppress(StoreUnavailable):
                     await leases.release_all()
+            if (wakeups := app.get(WAKEUPS)) is not None:
+                await wakeups.close()
             await database.close()
 
     async def http(app: web.Application) -> AsyncIterator[None]:

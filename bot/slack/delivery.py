@@ -39,6 +39,7 @@ from storage.leases import Leases
 from storage.outbox import Outbox, OutboxRow
 from storage.tasks import TaskStore
 from storage.videos import SavedVideos
+from storage.wakeups import wake_here
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,9 @@ MAX_UNKNOWN_ATTEMPTS = 5
 #: The shortest time between two looks for channels with work: under a stream of callbacks,
 #: each look is a read of the outbox, and a new channel's first post waits at most this long.
 SCAN_INTERVAL = 0.1
-#: The longest time without a look at the outbox: rows that another process made due (an
-#: operator's `kie-slack outbox retry`) are sent within about this long.
+#: The longest time without a look at the outbox. On PostgreSQL, work that another process
+#: queued or made due (another replica, an operator's `kie-slack outbox retry`) wakes the
+#: delivery at once (`storage.wakeups`); this look is the fallback while that cannot.
 RECHECK = 2.0
 #: The longest wait between two tries of one row while Slack is in trouble.
 MAX_BACKOFF = 60.0
@@ -273,7 +275,7 @@ class Delivery:
     async def stop(self, timeout: float = 10.0) -> None:
         """Let in-flight sends finish (up to `timeout` s), then stop."""
         self._stopping.set()
-        self._wake.set()
+        wake_here(self._wake)
         running = [task for lane in self._lanes for task in lane.running.values()]
         tasks = [t for t in (self._main, *running) if t is not None]
         if not tasks:
@@ -348,7 +350,7 @@ class Delivery:
                 with contextlib.suppress(StoreUnavailable):
                     await self._leases.release(f"{lane.name}:{channel}")
             lane.running.pop(channel, None)
-            self._wake.set()
+            wake_here(self._wake)  # another look: work may have come while the lane ended
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
