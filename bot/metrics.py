@@ -7,7 +7,7 @@ a documented code, else `other`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -18,6 +18,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 #: Every metric name starts with this.
 PREFIX = "kie_slack_"
@@ -101,6 +103,10 @@ class Metrics:
             PREFIX + "store_up", "1 when the database answered the last scrape.", registry=r
         )
 
+    def count_round_trips(self, read: Callable[[], int]) -> None:
+        """Report the database's round trips so far, as `read` tells them on each scrape."""
+        self.registry.register(_RoundTrips(read))
+
     def callback(self, product: str, status: int, seconds: float) -> None:
         """A callback answered with `status` after `seconds`; `product` is a known slug."""
         counter = self._callback_counters.get((product, status))
@@ -132,3 +138,19 @@ class Metrics:
                 self._outbox.labels(status).set(outbox.get(status, 0))
             self._oldest_pending.set(oldest_pending_age or 0.0)
         return generate_latest(self.registry)
+
+
+class _RoundTrips(Collector):
+    """`kie_slack_database_round_trips_total`: requests sent to the database server and
+    answered (a statement, or a pipeline of them); 0 on SQLite, which runs in process."""
+
+    def __init__(self, read: Callable[[], int]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            PREFIX + "database_round_trips",
+            "Requests sent to the database server and answered (a statement or a pipeline).",
+        )
+        family.add_metric([], self._read())
+        yield family

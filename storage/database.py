@@ -391,6 +391,11 @@ class Database:
             self.health.answered()
             self.committed()
 
+    @property
+    def round_trips(self) -> int:
+        """Requests sent to a database server so far and answered (0: SQLite runs in process)."""
+        return 0
+
     def committed(self) -> None:
         """Called after each committed group of writes (a backend may tidy up then)."""
 

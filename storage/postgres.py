@@ -104,6 +104,8 @@ class PgConnection:
 
     def __init__(self, conn: psycopg.Connection[Row]) -> None:
         self.raw = conn
+        #: Statements and pipelines sent, each one round trip to the server (`lock` included).
+        self.round_trips = 0
 
     @classmethod
     def connect(cls, url: str, timeout: float = 10.0) -> PgConnection:
@@ -113,9 +115,11 @@ class PgConnection:
         return cls(conn)
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
+        self.round_trips += 1
         return PgCursor(self.raw.execute(placeholders(sql), tuple(params)))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
+        self.round_trips += 1  # one pipeline
         cursor = self.raw.cursor()
         cursor.executemany(placeholders(sql), [tuple(row) for row in rows])
         return PgCursor(cursor)
@@ -123,6 +127,7 @@ class PgConnection:
     def first_rows(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Row | None]:
         """Run `sql` once per parameter row, all sent together (one pipeline: one round trip),
         and answer the first row of each."""
+        self.round_trips += 1
         cursor = self.raw.cursor()
         cursor.executemany(placeholders(sql), [tuple(row) for row in rows], returning=True)
         answers = []
@@ -133,6 +138,7 @@ class PgConnection:
 
     def lock(self, key: str) -> None:
         """Hold `key` until the transaction ends: other processes' transactions on it wait."""
+        self.round_trips += 1
         self.raw.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
 
     def close(self) -> None:
@@ -238,6 +244,10 @@ class PostgresDatabase(Database):
         finally:
             self._idle.put_nowait(pooled)
 
+    @property
+    def round_trips(self) -> int:
+        return sum(pooled.round_trips for pooled in self._pool)
+
     def blocked(self, exc: StoreUnavailable) -> bool:
         cause = exc.__cause__
         # A deadlock with another replica's group undoes this group only: each write then runs
@@ -262,6 +272,13 @@ class _PooledConnection:
         self._url = url
         self._conn: PgConnection | None = None
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._counted = 0  # round trips of the connections before this one
+
+    @property
+    def round_trips(self) -> int:
+        """Round trips to the server so far (read from any thread: the count only grows)."""
+        conn = self._conn
+        return conn.round_trips if conn is not None else self._counted
 
     async def run(self, fn: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
@@ -275,6 +292,7 @@ class _PooledConnection:
     async def close(self) -> None:
         def close() -> None:
             if self._conn is not None:
+                self._counted = self._conn.round_trips
                 self._conn.close()
                 self._conn = None
 
@@ -286,9 +304,13 @@ class _PooledConnection:
         conn = self._conn
         if conn is None or conn.raw.closed or conn.raw.broken:
             if conn is not None:
+                self._counted = conn.round_trips
+                self._conn = None
                 conn.close()
-            self._conn = conn = PgConnection.connect(self._url)
-            conn.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")
+            conn = PgConnection.connect(self._url)
+            conn.round_trips = self._counted
+            self._conn = conn
+            conn.raw.execute(f"SET lock_timeout = {LOCK_TIMEOUT_MS}")  # once, not counted
         try:
             return fn(conn)
         except BaseException:

@@ -287,20 +287,16 @@ def _first_news(stored: _Update) -> Batched[Applied]:
     """PostgreSQL: `_insert_event`, `_insert_task` and, for a new task followed in a channel,
     `_add_follower` and `enqueue_root`, as one statement; a group of writes sends its
     callbacks' statements together (`Batched`)."""
-    if stored.channel is None:
-        sql, params = _FIRST_NEWS, (*stored.event, *stored.task_row)
-    else:
-        channel, now = stored.channel, stored.now
-        root = root_key(stored.family, stored.update.task_id, channel)
-        followed = (channel, now, root, channel, now, now)
-        sql, params = _FIRST_NEWS_FOLLOWED, (*stored.event, *stored.task_row, *followed)
+    channel = stored.channel
+    root = None if channel is None else root_key(stored.family, stored.update.task_id, channel)
+    params = (*stored.event, *stored.task_row, channel, stored.now, root)
 
     def then(conn: Connection, row: Row | None) -> Applied:
         assert row is not None  # the SELECT always answers one row
         event_id = None if row[0] is None else int(row[0])
         return _stored(stored, conn, event_id, bool(row[1]))
 
-    return Batched(sql, params, then)
+    return Batched(_FIRST_NEWS, params, then)
 
 
 def _stored(stored: _Update, conn: Connection, event_id: int | None, new: bool) -> Applied:
@@ -442,23 +438,22 @@ def _insert_task(conn: Connection, task: tuple[Any, ...]) -> bool:
     return conn.execute(_INSERT_NEW_TASK, task).rowcount > 0
 
 
-#: A task's first news on PostgreSQL, in one statement (one round trip): the event, the task
-#: when it is new, and, for a new task, its follower and the root post. A duplicate event finds
+#: A task's first news on PostgreSQL, in one statement: the event, the task when it is new,
+#: and, for a new task given a channel, its follower and the root post. A duplicate event finds
 #: its task stored already, so it inserts nothing. Answers the event's id (NULL for a
-#: duplicate) and whether the task was new.
+#: duplicate) and whether the task was new. One statement for every callback, with or without
+#: a channel, so that a group of them goes to PostgreSQL as one pipeline (`Batched`).
 _FIRST_NEWS = f"""WITH event AS ({_INSERT_EVENT}),
-     task AS ({_INSERT_NEW_TASK} RETURNING family, task_id)
-SELECT (SELECT id FROM event), EXISTS (SELECT 1 FROM task)"""
-_FIRST_NEWS_FOLLOWED = f"""WITH event AS ({_INSERT_EVENT}),
      task AS ({_INSERT_NEW_TASK} RETURNING family, task_id),
+     given AS (SELECT ?::text AS channel, ?::double precision AS at, ?::text AS root_key),
      follower AS (
          INSERT INTO task_channels (family, task_id, channel, followed_at)
-         SELECT family, task_id, ?::text, ?::double precision FROM task
+         SELECT family, task_id, channel, at FROM task, given WHERE channel IS NOT NULL
          ON CONFLICT DO NOTHING),
      root AS (
          INSERT INTO outbox (key, kind, channel, family, task_id, next_attempt_at, created_at)
-         SELECT ?::text, 'root', ?::text, family, task_id, ?::double precision,
-                ?::double precision FROM task
+         SELECT root_key, 'root', channel, family, task_id, at, at
+         FROM task, given WHERE channel IS NOT NULL
          ON CONFLICT (key) DO NOTHING)
 SELECT (SELECT id FROM event), EXISTS (SELECT 1 FROM task)"""
 

@@ -174,3 +174,43 @@ def test_every_migration_is_written_for_both_backends():
     for script in MIGRATIONS:
         assert "AUTOINCREMENT" not in script and "PRAGMA" not in script
         assert "REAL" not in schema_sql(script)
+
+
+def veo_update(task_id: str, name: str = "veo-success.json"):
+    body = copy.deepcopy(load(name))
+    body["data"]["taskId"] = task_id
+    return PRODUCTS["veo"].parse_callback(body)
+
+
+async def test_a_burst_of_callbacks_is_stored_as_one_by_one_and_in_one_round_trip(opener):
+    """Callbacks that arrive together share one transaction; on PostgreSQL their first
+    statements also share one round trip (a pipeline). Duplicates and news of tasks stored
+    before come out as they would one at a time."""
+    db = await opener()
+    tasks = TaskStore(db, clock=Clock())
+    await tasks.apply(veo_update("known", "veo-fail-500-internal.json"), channel="C1")
+    first_trips = db.round_trips
+    burst = [veo_update(f"new-{n}") for n in range(30)] + [veo_update("new-3")]
+    applied = await asyncio.gather(
+        *(tasks.apply(u, channel="C1" if n % 2 else None) for n, u in enumerate(burst))
+    )
+    if db.dialect == "postgresql":  # BEGIN, the 31 first statements in one pipeline, COMMIT
+        assert db.round_trips - first_trips == 3
+    else:
+        assert db.round_trips == 0  # SQLite runs in this process
+    assert [a.duplicate for a in applied] == [False] * 30 + [True]
+    assert [a.channels for a in applied[:4]] == [(), ("C1",), (), ("C1",)]
+    later = await asyncio.gather(
+        tasks.apply(veo_update("known"), channel="C2"),
+        tasks.apply(veo_update("new-4"), channel="C2"),
+    )
+    assert [(a.duplicate, a.news, a.channels) for a in later] == [
+        (False, True, ("C1",)),  # the failed task succeeded after all: news in its thread
+        (True, False, ()),  # the same content again, even from another route
+    ]
+    keys = [row["key"] for row in await db.fetchall("SELECT key FROM outbox ORDER BY id")]
+    roots = [f"root:veo:new-{n}:C1" for n in range(1, 30, 2)]  # the callbacks given a channel
+    assert keys[:16] == ["root:veo:known:C1", *roots]
+    assert [key.split(":")[0] for key in keys[16:]] == ["reply", "update"]  # known's news
+    [known] = await tasks.find("known")
+    assert known.state is State.SUCCEEDED
