@@ -116,6 +116,7 @@ def create_app(
                 held.enter_context(serving_lock(settings.database_path))
             database = await open_database(settings.database_path, settings.postgres_url)
             app[HEALTH] = database.health
+            app[METRICS].count_round_trips(lambda: database.round_trips)
             app[TASKS] = TaskStore(database, clock=clock, save_videos=settings.slack_save_videos)
             if database.dialect == "postgresql" and settings.postgres_url is not None:
                 # Before anything holds `outbox_ready`: queued work then wakes every replica.
