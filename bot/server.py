@@ -19,7 +19,7 @@ from bot.home import HomeTab
 from bot.kie.client import KieClient
 from bot.metrics import Metrics
 from bot.polling import Poller, start_scheduler
-from bot.slack.bolt import build_bolt, register_generate, register_home
+from bot.slack.bolt import Listeners, build_bolt, register_generate, register_home
 from bot.slack.console import ConsoleGateway
 from bot.slack.delivery import ChannelPacer, Delivery, VideoTransfers
 from bot.slack.gateway import SlackGateway, WebApiGateway
@@ -205,6 +205,7 @@ def create_app(
             app[CLIENTS].kie,
             clock=clock,
         )
+        listeners = Listeners()
         try:
             await actions.resume()
         except StoreUnavailable as exc:
@@ -231,15 +232,20 @@ def create_app(
                 people=app[PEOPLE],
             )
             app[BOLT] = build_bolt(
-                settings.slack_signing_secret or "", app[CLIENTS].slack, commands, actions
+                settings.slack_signing_secret or "",
+                app[CLIENTS].slack,
+                commands,
+                actions,
+                listeners,
             )
-            register_generate(app[BOLT], generate)
-            register_home(app[BOLT], HomeOpened(app[PEOPLE]), generate)
+            register_generate(app[BOLT], generate, listeners)
+            register_home(app[BOLT], HomeOpened(app[PEOPLE]), generate, listeners)
             # Socket Mode alone needs no signing secret; /slack/events then keeps answering 503.
             if settings.slack_signing_secret is not None:
                 slack_events.bolt = app[BOLT]
         yield
         slack_events.bolt = None
+        await listeners.close()
         await actions.close()
 
     async def polling(app: web.Application) -> AsyncIterator[None]:
