@@ -8,7 +8,9 @@ from another backend (another replica, `kie-slack outbox retry`) wakes this proc
 
 The delivery's periodic look stays the fallback: while the connection is down (a database
 restart) notifications are missed, so when it is back this process looks at once and tells the
-others to look too. The log says once that it was lost and once that it is back.
+others to look too. The log says once that it was lost and once that it is back: a warning when
+it could not listen from the start (the stores' connections could: something is wrong with this
+one), else information (the database's own outage is the store's warning to give).
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ class Wakeups:
         self._tried = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._lost_at: float | None = None
+        self._listened = False
         self._told_at = float("-inf")
 
     @classmethod
@@ -145,20 +148,22 @@ class Wakeups:
     def _lost(self, exc: BaseException) -> None:
         if self._lost_at is None:
             self._lost_at = time.monotonic()
-            log.warning(
+            log.log(
+                logging.INFO if self._listened else logging.WARNING,
                 "not listening for other replicas' Slack work (%s); it is found by the periodic "
                 "look until the database answers again",
-                str(exc).strip() or type(exc).__name__,
+                " ".join(str(exc).split()) or type(exc).__name__,  # psycopg's run over lines
             )
 
     def _back(self) -> None:
         """Listening (again): say so once; notifications were missed meanwhile, so look now and
         have the others look too."""
         self._tried.set()
+        self._listened = True
         if self._lost_at is None:
             log.debug("listening for other replicas' Slack work (LISTEN %s)", CHANNEL)
             return
-        log.warning(
+        log.info(
             "listening for other replicas' Slack work again after %.0f s",
             time.monotonic() - self._lost_at,
         )
