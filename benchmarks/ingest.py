@@ -62,12 +62,14 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import resource
 import shutil
 import sqlite3
 import statistics
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +177,8 @@ class Costs:
     database_kinds: dict[str, float] = field(default_factory=dict)
     stored: int | None = None
     statements: Statements | None = None
+    #: The bot's own count of round trips to PostgreSQL (a pipeline counts once).
+    round_trips: int | None = None
 
     def per_callback(self) -> float:
         """Statements per stored callback; NaN when not counted."""
@@ -228,6 +232,7 @@ class Target:
     counter: StatementCounter | None = None
     statements: Statements = field(default_factory=Statements)
     stored: int = 0
+    round_trips: int = 0
 
 
 @dataclass(frozen=True)
@@ -289,6 +294,17 @@ def share(before: float | None, after: float | None, seconds: float) -> float:
     return NAN if before is None or after is None else (after - before) / seconds
 
 
+def round_trips(server: Server) -> int | None:
+    """The bot's round trips to its database so far, from its /metrics page; None if unread."""
+    try:
+        with urllib.request.urlopen(f"{server.base}/metrics", timeout=5) as answer:
+            page = answer.read().decode()
+    except OSError:
+        return None
+    found = re.search(r"^kie_slack_database_round_trips_total (\S+)$", page, re.MULTILINE)
+    return None if found is None else int(float(found.group(1)))
+
+
 class Meter:
     """Readings before a phase; `stop` reads them again and gives the phase's Costs."""
 
@@ -304,6 +320,7 @@ class Meter:
         self._children = children_cpu()
         self._started = time.monotonic()
         self._server = target.server.cpu_seconds()
+        self._round_trips = round_trips(target.server) if target.counter is not None else None
 
     def stop(self, requests: int) -> tuple[Costs, float]:
         """The phase's Costs, and the CPU share its load generator used (if it has exited)."""
@@ -335,6 +352,10 @@ class Meter:
         if target.counter is not None and self._stored is not None:
             costs.statements = target.counter.read()
             costs.stored = target.counter.count("events") - self._stored
+            trips = round_trips(target.server)
+            if trips is not None and self._round_trips is not None:
+                costs.round_trips = trips - self._round_trips
+                target.round_trips += costs.round_trips
             if costs.statements is not None:
                 target.statements += costs.statements
                 target.stored += costs.stored
@@ -665,6 +686,8 @@ def costs_text(costs: Costs) -> str:
         text += f", PostgreSQL {costs.database_us:.0f} us/req"
     if costs.statements is not None:
         text += f", {costs.per_callback():.2f} statements/callback"
+    if costs.round_trips is not None and costs.stored:
+        text += f", {costs.round_trips / costs.stored:.3f} round trips/callback"
     return text
 
 
@@ -804,7 +827,12 @@ def print_postgres(postgres: Target, sqlite: Target, args: argparse.Namespace) -
         print("round trips: no callback stored while measuring")
         return
     print(
-        f"round trips: {statements.total() / stored:.2f} statements per stored callback "
+        f"round trips: {postgres.round_trips / stored:.3f} per stored callback (the bot's own"
+        f" count, kie_slack_database_round_trips_total: a pipeline of statements counts once;"
+        f" {postgres.round_trips} over {stored} callbacks stored in the measured phases)"
+    )
+    print(
+        f"statements: {statements.total() / stored:.2f} per stored callback "
         f"(pg_stat_statements calls, BEGIN and COMMIT included; {statements.total()} over "
         f"{stored} callbacks stored in the measured phases)"
     )
