@@ -1,6 +1,6 @@
 """Wake-up benchmark: from a callback taken by one replica to the Slack post by the other.
 
-Run:  /work/venv/bin/python benchmarks/wakeups.py [--postgres URL] [--count 200]
+Run:  .venv/bin/python benchmarks/wakeups.py [--postgres URL] [--count 200]
 
 Two bots (`python -m bot serve`) share a fresh database on the PostgreSQL server at `--postgres`
 (default: $KIE_TEST_POSTGRES_URL), with the default periodic look (2 s). The "holder" posts to a
