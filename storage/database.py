@@ -311,6 +311,10 @@ class Batched(Generic[T]):
     sql: str
     params: Sequence[Any]
     then: Callable[[Connection, Any], T]
+    #: When given, the statement is atomic on its own and writes only what `settled(row)`
+    #: answers a result for: a write alone then runs it outside a transaction (one round trip),
+    #: and again in a transaction when `settled` answers None.
+    settled: Callable[[Any], T | None] | None = None
 
     def __call__(self, conn: Connection) -> T:
         return self.then(conn, conn.execute(self.sql, self.params).fetchone())
@@ -373,7 +377,7 @@ class Database:
             batch, self._writes = self._writes[:MAX_BATCH], self._writes[MAX_BATCH:]
             fns = [fn for fn, _ in batch]
             try:
-                results = await self.run(functools.partial(in_transaction, self.begin, _all(fns)))
+                results = await self.run(functools.partial(_group, self.begin, fns))
             except Exception as exc:
                 if isinstance(exc, StoreUnavailable) and self.blocked(exc):
                     self.health.failed(exc)
@@ -424,6 +428,16 @@ def lock(conn: Connection, key: str) -> None:
     hold = getattr(conn, "lock", None)
     if hold is not None:
         hold(key)
+
+
+def _group(begin: str, fns: list[Callable[[Connection], Any]], conn: Connection) -> list[Any]:
+    """The results of a group of writes, in one transaction; a write alone that can settle
+    without one (`Batched.settled`) tries that first."""
+    if len(fns) == 1 and isinstance(write := fns[0], Batched) and write.settled is not None:
+        result = write.settled(conn.execute(write.sql, write.params).fetchone())
+        if result is not None:
+            return [result]
+    return in_transaction(begin, _all(fns), conn)
 
 
 def _all(

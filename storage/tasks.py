@@ -284,19 +284,29 @@ def _first_news_sqlite(stored: _Update, conn: Connection) -> Applied:
 
 
 def _first_news(stored: _Update) -> Batched[Applied]:
-    """PostgreSQL: `_insert_event`, `_insert_task` and, for a new task followed in a channel,
-    `_add_follower` and `enqueue_root`, as one statement; a group of writes sends its
-    callbacks' statements together (`Batched`)."""
+    """PostgreSQL: for a new task, `_insert_task`, `_insert_event` and, given a channel,
+    `_add_follower` and `enqueue_root` as one statement (`_FIRST_NEWS`); a task stored before
+    then has its event inserted and its news merged. Alone, the statement runs outside a
+    transaction (one round trip for a new task); a group of writes sends its callbacks'
+    statements together (`Batched`)."""
     channel = stored.channel
     root = None if channel is None else root_key(stored.family, stored.update.task_id, channel)
-    params = (*stored.event, *stored.task_row, channel, stored.now, root)
+    params = (*stored.task_row, channel, stored.now, root, *stored.event[2:])
 
-    def then(conn: Connection, row: Row | None) -> Applied:
-        assert row is not None  # the SELECT always answers one row
-        event_id = None if row[0] is None else int(row[0])
-        return _stored(stored, conn, event_id, bool(row[1]))
+    def settled(row: Row) -> Applied | None:
+        return _new_task(stored) if row[1] else None
 
-    return Batched(_FIRST_NEWS, params, then)
+    def then(conn: Connection, row: Row) -> Applied:
+        if row[1]:
+            return _new_task(stored)
+        return _stored(stored, conn, _insert_event(conn, stored.event), new=False)
+
+    return Batched(_FIRST_NEWS, params, then, settled)
+
+
+def _new_task(stored: _Update) -> Applied:
+    followers = () if stored.channel is None else (stored.channel,)
+    return Applied(False, True, stored.task, followers, queued=bool(followers))
 
 
 def _stored(stored: _Update, conn: Connection, event_id: int | None, new: bool) -> Applied:
@@ -306,8 +316,7 @@ def _stored(stored: _Update, conn: Connection, event_id: int | None, new: bool) 
     if event_id is None:
         return Applied(duplicate=True)
     if new:
-        followers = () if channel is None else (channel,)
-        return Applied(False, True, stored.task, followers, queued=bool(followers))
+        return _new_task(stored)
     # Replicas merge one task's news in turn. A new task needs no lock: a replica inserting
     # the same task waits for this transaction on the key, then merges here.
     lock(conn, f"task:{family}:{update.task_id}")
@@ -438,14 +447,23 @@ def _insert_task(conn: Connection, task: tuple[Any, ...]) -> bool:
     return conn.execute(_INSERT_NEW_TASK, task).rowcount > 0
 
 
-#: A task's first news on PostgreSQL, in one statement: the event, the task when it is new,
-#: and, for a new task given a channel, its follower and the root post. A duplicate event finds
-#: its task stored already, so it inserts nothing. Answers the event's id (NULL for a
-#: duplicate) and whether the task was new. One statement for every callback, with or without
-#: a channel, so that a group of them goes to PostgreSQL as one pipeline (`Batched`).
-_FIRST_NEWS = f"""WITH event AS ({_INSERT_EVENT}),
-     task AS ({_INSERT_NEW_TASK} RETURNING family, task_id),
+#: A new task's first news on PostgreSQL, in one statement that is atomic on its own: the task
+#: when it is new, and then its event and, given a channel, its follower and root post. For a
+#: task stored before it writes nothing (its event goes in with the merge). Answers the event's
+#: id and whether the task was new. One statement for every callback, with or without a
+#: channel, so that a group of them goes to PostgreSQL as one pipeline (`Batched`).
+_FIRST_NEWS = f"""WITH task AS ({_INSERT_NEW_TASK} RETURNING family, task_id),
      given AS (SELECT ?::text AS channel, ?::double precision AS at, ?::text AS root_key),
+     event AS (
+         INSERT INTO events (family, task_id, product, source, content_hash, body, state,
+                             result_urls, image_urls, code, message, prompt, news, received_at,
+                             model, credits, media, stage, tracks, result_text)
+         SELECT family, task_id, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text, ?::text,
+                ?::integer, ?::text, ?::text, ?::integer, ?::double precision, ?::text,
+                ?::double precision, ?::text, ?::text, ?::text, ?::text
+         FROM task
+         ON CONFLICT (product, task_id, source, content_hash) DO NOTHING
+         RETURNING id),
      follower AS (
          INSERT INTO task_channels (family, task_id, channel, followed_at)
          SELECT family, task_id, channel, at FROM task, given WHERE channel IS NOT NULL
