@@ -450,8 +450,8 @@ def _all(
         if first_rows is None:
             return [fn(conn) for fn in fns]
         results: list[Any] = []
-        for _, run in itertools.groupby(fns, key=_statement):
-            writes = list(run)
+        for _, consecutive in itertools.groupby(fns, key=_statement):
+            writes = list(consecutive)
             if len(writes) == 1 or not isinstance(writes[0], Batched):
                 results.extend(fn(conn) for fn in writes)
                 continue

@@ -29,7 +29,8 @@ T = TypeVar("T")
 #: How long a statement waits for another transaction's lock before the store counts as
 #: unavailable (as SQLite's busy timeout).
 LOCK_TIMEOUT_MS = 2000
-#: Connections per replica: one for the group of writes in progress, the others for reads.
+#: Connections per replica: up to `PostgresDatabase.writers` hold groups of writes, and the
+#: others serve reads.
 POOL_SIZE = 4
 
 
@@ -151,6 +152,11 @@ class PgConnection:
     def lock(self, key: str) -> None:
         """Hold `key` until the transaction ends: other processes' transactions on it wait."""
         self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
+
+    def end(self) -> None:
+        """After a call on this connection: a BEGIN never followed by a statement is dropped,
+        so that no transaction outlives the call that opened it."""
+        self._begin = False
 
     def _send(self, send: Callable[[], T]) -> T:
         """`send()`, one round trip, with the waiting BEGIN in the same pipeline."""
@@ -338,3 +344,5 @@ class _PooledConnection:
             if conn.raw.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
                 conn.raw.execute("ROLLBACK")
             raise
+        finally:
+            conn.end()
