@@ -24,6 +24,18 @@ from storage.database import MIGRATIONS, Connection, Database, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
+
+class _PipelineLost(logging.Filter):
+    """Drops psycopg's warning that a pipeline could not be ended after its connection was
+    lost: the error itself reaches the store, whose health log says once that the database is
+    gone (`StoreHealth`), not once per connection."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(_PipelineLost())
+
 T = TypeVar("T")
 
 #: How long a statement waits for another transaction's lock before the store counts as
