@@ -82,7 +82,6 @@ from postgres_server import (
     Statements,
     local_data_directory,
     pg_bin,
-    safe,
     scratch_database,
     shorten,
     throwaway_cluster,
@@ -101,6 +100,7 @@ from processes import (
 )
 
 from bot.kie.signature import sign
+from storage.postgres import safe_url
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "tests" / "fixtures"
@@ -518,7 +518,7 @@ def open_postgres(
     if url is not None:
         server = PgServer(url, local_data_directory(url))
         cpu = "its CPU from /proc" if server.data else "its CPU not measured (not on this machine)"
-        return server, f"the server at {safe(url)}, not pinned; {cpu}"
+        return server, f"the server at {safe_url(url)}, not pinned; {cpu}"
     if args.no_postgres:
         return None, "--no-postgres"
     if not args.start_postgres and pg_bin() is None:

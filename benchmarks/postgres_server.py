@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 import psycopg
 from processes import HOST, SetupError, free_port, pinned
 
+from storage.postgres import safe_url
+
 #: Settings of the throwaway cluster: commits do not wait for the WAL flush, as SQLite's WAL
 #: with synchronous=NORMAL; fsync stays on (the default).
 CLUSTER_SETTINGS = {
@@ -179,20 +181,12 @@ def scratch_database(url: str, prefix: str) -> Iterator[str]:
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as admin:
             admin.execute(f'CREATE DATABASE "{name}"')
     except psycopg.Error as exc:
-        raise SetupError(f"cannot create database {name} on {safe(url)}: {exc}") from exc
+        raise SetupError(f"cannot create database {name} on {safe_url(url)}: {exc}") from exc
     try:
         yield urlsplit(url)._replace(path=f"/{name}").geturl()
     finally:
         with psycopg.connect(url, autocommit=True, connect_timeout=10) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def safe(url: str) -> str:
-    """`url` without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def version(url: str) -> str:

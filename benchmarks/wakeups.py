@@ -32,7 +32,6 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -40,6 +39,7 @@ if str(REPO) not in sys.path:
 
 import aiohttp  # noqa: E402
 import psycopg  # noqa: E402
+from postgres_server import scratch_database  # noqa: E402
 from processes import (  # noqa: E402
     HOST,
     Server,
@@ -193,17 +193,8 @@ async def run(args: argparse.Namespace, tmp: Path) -> None:
     server = args.postgres or os.environ.get("KIE_TEST_POSTGRES_URL", "")
     if not server:
         raise SetupError("give --postgres URL or set KIE_TEST_POSTGRES_URL")
-    name = f"kie_bench_{secrets.token_hex(4)}"
-    try:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.Error as exc:
-        raise SetupError(f"cannot create a database at {server}: {exc}") from exc
-    try:
-        await measure(args, urlunsplit(urlsplit(server)._replace(path=f"/{name}")), tmp)
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(server, "kie_bench") as url:
+        await measure(args, url, tmp)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -205,6 +205,16 @@ async def fake_kie() -> AsyncIterator[FakeKie]:
     await kie.stop()
 
 
+def saving_settings(channel: str) -> dict[str, Any]:
+    """Settings of a bot that saves result files (downloaded from loopback too) into the
+    threads of `channel`, its default channel."""
+    return {
+        "kie_default_channel": channel,
+        "slack_save_videos": True,
+        "download_allow_private_hosts": True,
+    }
+
+
 @pytest.fixture
 async def start_bot(tmp_path: Path) -> AsyncIterator[BotFactory]:
     """Start bots: `await start_bot(slack=..., kie=..., clock=..., **settings)`; all stop at

@@ -19,9 +19,12 @@ from storage.tasks import TaskStore
 from tests.conftest import Clock, load, product_of
 
 
-def update(name: str):
-    """The `TaskUpdate` of a callback fixture."""
-    return PRODUCTS[product_of(name)].parse_callback(copy.deepcopy(load(name)))
+def update(name: str, task_id: str | None = None):
+    """The `TaskUpdate` of a callback fixture (for task `task_id`, when given)."""
+    body = copy.deepcopy(load(name))
+    if task_id is not None:
+        body["data"]["taskId"] = task_id
+    return PRODUCTS[product_of(name)].parse_callback(body)
 
 
 async def test_migrations_run_once_and_a_second_connection_finds_them(opener):
@@ -176,12 +179,6 @@ def test_every_migration_is_written_for_both_backends():
         assert "REAL" not in schema_sql(script)
 
 
-def veo_update(task_id: str, name: str = "veo-success.json"):
-    body = copy.deepcopy(load(name))
-    body["data"]["taskId"] = task_id
-    return PRODUCTS["veo"].parse_callback(body)
-
-
 async def test_a_burst_of_callbacks_is_stored_as_one_by_one_and_in_one_round_trip(opener):
     """A new task's callback costs one round trip on PostgreSQL. Callbacks that arrive together
     share one transaction, and their first statements one round trip (a pipeline). Duplicates
@@ -189,11 +186,13 @@ async def test_a_burst_of_callbacks_is_stored_as_one_by_one_and_in_one_round_tri
     db = await opener()
     tasks = TaskStore(db, clock=Clock())
     trips = db.round_trips
-    await tasks.apply(veo_update("known", "veo-fail-500-internal.json"), channel="C1")
+    await tasks.apply(update("veo-fail-500-internal.json", "known"), channel="C1")
     if db.dialect == "postgresql":  # a new task's callback alone: one statement, no transaction
         assert db.round_trips - trips == 1
     first_trips = db.round_trips
-    burst = [veo_update(f"new-{n}") for n in range(30)] + [veo_update("new-3")]
+    burst = [update("veo-success.json", f"new-{n}") for n in range(30)] + [
+        update("veo-success.json", "new-3")
+    ]
     applied = await asyncio.gather(
         *(tasks.apply(u, channel="C1" if n % 2 else None) for n, u in enumerate(burst))
     )
@@ -204,8 +203,8 @@ async def test_a_burst_of_callbacks_is_stored_as_one_by_one_and_in_one_round_tri
     assert [a.duplicate for a in applied] == [False] * 30 + [True]
     assert [a.channels for a in applied[:4]] == [(), ("C1",), (), ("C1",)]
     later = await asyncio.gather(
-        tasks.apply(veo_update("known"), channel="C2"),
-        tasks.apply(veo_update("new-4"), channel="C2"),
+        tasks.apply(update("veo-success.json", "known"), channel="C2"),
+        tasks.apply(update("veo-success.json", "new-4"), channel="C2"),
     )
     assert [(a.duplicate, a.news, a.channels) for a in later] == [
         (False, True, ("C1",)),  # the failed task succeeded after all: news in its thread

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import CALLBACKS, eventually, load, poll, product_of, slash
+from tests.conftest import CALLBACKS, eventually, load, poll, product_of, saving_settings, slash
 from tests.fakes.kie import FakeFile
 
 CHANNEL = "C0MEDIA"
@@ -199,13 +199,7 @@ async def test_status_without_a_product_asks_the_new_endpoints_too(start_bot, fa
 @pytest.fixture
 def saving(start_bot, fake_slack):
     async def start(**overrides):
-        settings = {
-            "kie_default_channel": CHANNEL,
-            "slack_save_videos": True,
-            "download_allow_private_hosts": True,
-            **overrides,
-        }
-        return await start_bot(fake_slack, **settings)
+        return await start_bot(fake_slack, **(saving_settings(CHANNEL) | overrides))
 
     return start
 

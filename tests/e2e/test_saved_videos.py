@@ -17,7 +17,7 @@ import pytest
 
 from bot.config import Settings
 from bot.server import OUTBOX, TASKS, create_app
-from tests.conftest import eventually, load
+from tests.conftest import eventually, load, saving_settings
 from tests.fakes.kie import FakeFile, pattern_sha256
 from tests.fakes.server import LocalServer
 
@@ -49,13 +49,7 @@ def saving(start_bot, fake_slack):
     """Start a bot that saves videos (and may download from loopback) into CHANNEL."""
 
     async def start(**overrides):
-        settings = {
-            "kie_default_channel": CHANNEL,
-            "slack_save_videos": True,
-            "download_allow_private_hosts": True,
-            **overrides,
-        }
-        return await start_bot(fake_slack, **settings)
+        return await start_bot(fake_slack, **(saving_settings(CHANNEL) | overrides))
 
     return start
 
